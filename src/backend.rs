@@ -1,0 +1,211 @@
+//! Choosing where tensors live, once, at start-up: burn's wgpu backend on a GPU, burn's `flex`
+//! CPU backend otherwise. The rest of the code takes the resulting [`Device`] and is written
+//! once for both.
+//!
+//! `auto` takes wgpu only for a hardware adapter (discrete, integrated or virtual GPU). A
+//! software Vulkan device such as lavapipe is much slower than `flex` for training (see
+//! ARCHITECTURE.md), so it is used only when asked for with `gpu`.
+
+use std::sync::Mutex;
+
+use burn::tensor::wgpu::wgpu;
+use burn::tensor::{Device, DeviceKind};
+
+/// What the user asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// wgpu on a hardware GPU when there is one, flex on the CPU otherwise.
+    #[default]
+    Auto,
+    /// wgpu on the best adapter there is (a software one if nothing else).
+    Gpu,
+    /// burn's flex backend on the CPU.
+    Cpu,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Flex,
+    Wgpu,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Flex => "flex (CPU)",
+            Self::Wgpu => "wgpu",
+        }
+    }
+}
+
+/// The chosen device, without autodiff (training takes `device.clone().autodiff()`).
+#[derive(Clone, Debug)]
+pub struct Backend {
+    pub device: Device,
+    pub kind: BackendKind,
+    /// The adapter's name and type, or the CPU description.
+    pub adapter: String,
+    /// Why this backend was taken, in a sentence.
+    pub reason: String,
+}
+
+impl Backend {
+    pub fn flex(reason: impl Into<String>) -> Self {
+        Self {
+            device: Device::flex(),
+            kind: BackendKind::Flex,
+            adapter: format!("CPU, {} threads", rayon::current_num_threads()),
+            reason: reason.into(),
+        }
+    }
+
+    /// One line for logs and the status bar.
+    pub fn describe(&self) -> String {
+        format!("{} on {} ({})", self.kind.name(), self.adapter, self.reason)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(
+        "no wgpu adapter found (no Vulkan, Metal or DX12 driver answered). Install a GPU driver \
+         (on Debian, mesa-vulkan-drivers gives a software one for testing) or use --backend cpu"
+    )]
+    NoAdapter,
+    #[error("could not start wgpu on {adapter}: {message}. Use --backend cpu to train on the CPU")]
+    Init { adapter: String, message: String },
+}
+
+/// A wgpu adapter as found by [`probe_adapters`].
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub device_type: wgpu::DeviceType,
+    pub backend: wgpu::Backend,
+    /// Which [`DeviceKind`] selects this adapter in burn.
+    pub kind: DeviceKind,
+}
+
+impl AdapterSummary {
+    pub fn is_hardware(&self) -> bool {
+        !matches!(
+            self.device_type,
+            wgpu::DeviceType::Cpu | wgpu::DeviceType::Other
+        )
+    }
+
+    pub fn describe(&self) -> String {
+        let kind = match self.device_type {
+            wgpu::DeviceType::DiscreteGpu => "discrete GPU",
+            wgpu::DeviceType::IntegratedGpu => "integrated GPU",
+            wgpu::DeviceType::VirtualGpu => "virtual GPU",
+            wgpu::DeviceType::Cpu => "software rasteriser on the CPU",
+            wgpu::DeviceType::Other => "unknown device type",
+        };
+        format!("{} ({kind}, {:?})", self.name, self.backend)
+    }
+}
+
+/// Adapters of the native graphics APIs (Vulkan, Metal, DX12), in enumeration order.
+pub fn probe_adapters() -> Vec<AdapterSummary> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: wgpu::Backends::PRIMARY,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
+    let mut counts = [0usize; 3];
+    adapters
+        .iter()
+        .map(|adapter| {
+            let info = adapter.get_info();
+            let mut next = |slot: usize| {
+                let index = counts[slot];
+                counts[slot] += 1;
+                index
+            };
+            let kind = match info.device_type {
+                wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu(next(0)),
+                wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu(next(1)),
+                wgpu::DeviceType::VirtualGpu => DeviceKind::VirtualGpu(next(2)),
+                wgpu::DeviceType::Cpu | wgpu::DeviceType::Other => DeviceKind::Cpu,
+            };
+            AdapterSummary {
+                name: info.name,
+                device_type: info.device_type,
+                backend: info.backend,
+                kind,
+            }
+        })
+        .collect()
+}
+
+/// The wgpu device of this process, made once: burn's runtime for an adapter cannot be
+/// initialised twice.
+static WGPU: Mutex<Option<Backend>> = Mutex::new(None);
+
+fn wgpu_backend(adapter: &AdapterSummary, reason: String) -> Result<Backend, BackendError> {
+    let mut cached = WGPU.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(backend) = cached.as_ref() {
+        return Ok(backend.clone());
+    }
+    let device = Device::wgpu_options()
+        .device_kind(adapter.kind.clone())
+        .init()
+        .map_err(|err| BackendError::Init {
+            adapter: adapter.describe(),
+            message: err.to_string(),
+        })?;
+    let backend = Backend {
+        device,
+        kind: BackendKind::Wgpu,
+        adapter: adapter.describe(),
+        reason,
+    };
+    *cached = Some(backend.clone());
+    Ok(backend)
+}
+
+/// The backend for `choice`, with the reason it was taken.
+///
+/// # Errors
+/// With `gpu` when no adapter exists or wgpu fails to start on it. `auto` never fails: it
+/// falls back to the CPU and says why.
+pub fn select(choice: BackendChoice) -> Result<Backend, BackendError> {
+    match choice {
+        BackendChoice::Cpu => Ok(Backend::flex("asked for with --backend cpu")),
+        BackendChoice::Gpu => {
+            let adapters = probe_adapters();
+            let best = adapters
+                .iter()
+                .find(|adapter| adapter.is_hardware())
+                .or_else(|| adapters.first())
+                .ok_or(BackendError::NoAdapter)?;
+            let reason = if best.is_hardware() {
+                "asked for with --backend gpu".to_owned()
+            } else {
+                "asked for with --backend gpu; this is a software adapter, far slower than \
+                 --backend cpu for training"
+                    .to_owned()
+            };
+            wgpu_backend(best, reason)
+        }
+        BackendChoice::Auto => {
+            let adapters = probe_adapters();
+            match adapters.iter().find(|adapter| adapter.is_hardware()) {
+                Some(gpu) => match wgpu_backend(gpu, "a hardware GPU was found".to_owned()) {
+                    Ok(backend) => Ok(backend),
+                    Err(err) => Ok(Backend::flex(format!("wgpu failed to start: {err}"))),
+                },
+                None if adapters.is_empty() => Ok(Backend::flex("no GPU adapter was found")),
+                None => Ok(Backend::flex(format!(
+                    "no hardware GPU; only {}",
+                    adapters
+                        .iter()
+                        .map(AdapterSummary::describe)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))),
+            }
+        }
+    }
+}

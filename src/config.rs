@@ -1,0 +1,497 @@
+//! The sandbox run configuration: one value that says everything about a run, read from TOML
+//! (every key has a default, unknown keys are errors), checked for impossible settings, and
+//! written back next to the outputs. Presets are named starting points.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::sandbox::{SandboxDataConfig, SandboxKind, ViewConfig};
+use crate::diagnostics::KnnConfig;
+use crate::method::step::OptimizerConfig;
+use crate::method::{CentroidMode, Dynamics, Force};
+use crate::model::SandboxNetConfig;
+
+/// Everything a sandbox run needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    /// The preset this config started from (informational).
+    pub preset: String,
+    /// Every random number of the run derives from this seed.
+    pub seed: u64,
+    /// Training steps.
+    pub steps: usize,
+    /// Evaluate the diagnostics and write a metrics line every this many steps (and at the end).
+    pub log_every: usize,
+    /// N, images (points) per batch.
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub data: SandboxDataConfig,
+    pub views: ViewConfig,
+    pub model: SandboxNetConfig,
+    pub dynamics: Dynamics,
+    pub optimizer: OptimizerConfig,
+    pub knn: KnnConfig,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Preset::Msbreg.config()
+    }
+}
+
+/// Named starting points; each changes [`Dynamics`] (and M) from the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// All three forces, predictor and EMA, 4 views.
+    Msbreg,
+    /// Centroid only, no predictor, no EMA: the cloud collapses.
+    Collapse,
+    /// BYOL: leave-one-out centroid with 2 views, predictor and EMA, no dispersion.
+    Byol,
+    /// SimSiam: BYOL without EMA (target = online, stop-gradient).
+    Simsiam,
+    /// MSBReg without the singular value loss.
+    NoSv,
+    /// MSBReg without the Brownian loss.
+    NoBrownian,
+}
+
+impl Preset {
+    pub const ALL: [Self; 6] = [
+        Self::Msbreg,
+        Self::Collapse,
+        Self::Byol,
+        Self::Simsiam,
+        Self::NoSv,
+        Self::NoBrownian,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Msbreg => "msbreg",
+            Self::Collapse => "collapse",
+            Self::Byol => "byol",
+            Self::Simsiam => "simsiam",
+            Self::NoSv => "no-sv",
+            Self::NoBrownian => "no-brownian",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Msbreg => "all three forces (centroid, singular value, Brownian) + predictor + EMA, M = 4",
+            Self::Collapse => "centroid only, no predictor, no EMA: watch the cloud collapse",
+            Self::Byol => "BYOL: leave-one-out centroid, M = 2, predictor + EMA, no dispersion",
+            Self::Simsiam => "SimSiam: leave-one-out centroid, M = 2, predictor, no EMA",
+            Self::NoSv => "msbreg without the singular value loss (global dispersion off)",
+            Self::NoBrownian => "msbreg without the Brownian loss (local dispersion off)",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Self, ConfigError> {
+        Self::ALL
+            .into_iter()
+            .find(|preset| preset.name() == name)
+            .ok_or_else(|| ConfigError::UnknownPreset {
+                name: name.to_owned(),
+                available: Self::ALL.map(Self::name).join(", "),
+            })
+    }
+
+    pub fn dynamics(self) -> Dynamics {
+        let msbreg = Dynamics::default();
+        match self {
+            Self::Msbreg => msbreg,
+            Self::Collapse => Dynamics {
+                centroid: Force::on(1.0),
+                centroid_mode: CentroidMode::Mean,
+                singular_value: Force::off(msbreg.singular_value.weight),
+                brownian: Force::off(msbreg.brownian.weight),
+                predictor: false,
+                ema: false,
+                ..msbreg
+            },
+            Self::Byol | Self::Simsiam => Dynamics {
+                centroid: Force::on(1.0),
+                centroid_mode: CentroidMode::LeaveOneOut,
+                singular_value: Force::off(msbreg.singular_value.weight),
+                brownian: Force::off(msbreg.brownian.weight),
+                predictor: true,
+                ema: self == Self::Byol,
+                ..msbreg
+            },
+            Self::NoSv => Dynamics {
+                singular_value: Force::off(msbreg.singular_value.weight),
+                ..msbreg
+            },
+            Self::NoBrownian => Dynamics {
+                brownian: Force::off(msbreg.brownian.weight),
+                ..msbreg
+            },
+        }
+    }
+
+    pub fn views(self) -> usize {
+        match self {
+            Self::Byol | Self::Simsiam => 2,
+            _ => 4,
+        }
+    }
+
+    /// The full config of this preset.
+    pub fn config(self) -> SimConfig {
+        SimConfig {
+            preset: self.name().to_owned(),
+            seed: 0,
+            steps: 600,
+            log_every: 50,
+            batch_size: 256,
+            learning_rate: 1e-3,
+            data: SandboxDataConfig::default(),
+            views: ViewConfig {
+                count: self.views(),
+                ..ViewConfig::default()
+            },
+            model: SandboxNetConfig::default(),
+            dynamics: self.dynamics(),
+            optimizer: OptimizerConfig::default(),
+            knn: KnnConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}` = {value} is out of range: {expected}")]
+    OutOfRange {
+        key: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("unknown preset `{name}`; the presets are: {available} (`msbreg simulate --list-presets`)")]
+    UnknownPreset { name: String, available: String },
+}
+
+fn check(
+    ok: bool,
+    key: &'static str,
+    value: impl std::fmt::Display,
+    expected: &'static str,
+) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::OutOfRange {
+            key,
+            value: value.to_string(),
+            expected,
+        })
+    }
+}
+
+/// Checks the values a user may change while a run is going (the app's sliders use this too).
+pub fn validate_dynamics(dynamics: &Dynamics) -> Result<(), ConfigError> {
+    for (key, force) in [
+        ("dynamics.centroid.weight", dynamics.centroid),
+        ("dynamics.singular_value.weight", dynamics.singular_value),
+        ("dynamics.brownian.weight", dynamics.brownian),
+    ] {
+        check(
+            force.weight.is_finite() && force.weight >= 0.0,
+            key,
+            force.weight,
+            "a force weight must be a finite number >= 0 (switch the force off with `on = false`)",
+        )?;
+    }
+    check(
+        (0.0..=1.0).contains(&dynamics.tau),
+        "dynamics.tau",
+        dynamics.tau,
+        "tau must lie in [0, 1] (0.99 is usual; 1 freezes the target)",
+    )
+}
+
+impl SimConfig {
+    /// Reads a TOML file: every key optional, unknown keys rejected.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses TOML text; `path` only names the source in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: path.to_owned(),
+            message: err.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The preset's config with the keys of a TOML file laid over it. The file is checked on
+    /// its own first, so that errors name its own lines and keys.
+    pub fn from_preset_and_file(preset: Preset, path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let parse_err = |err: toml::de::Error| ConfigError::Parse {
+            path: path.to_owned(),
+            message: err.to_string(),
+        };
+        toml::from_str::<Self>(&text).map_err(parse_err)?;
+        let overrides: toml::Table = toml::from_str(&text).map_err(parse_err)?;
+        let base: toml::Table = toml::from_str(&preset.config().to_toml()).map_err(parse_err)?;
+        let merged = merge_tables(base, overrides);
+        let config: Self = merged.try_into().map_err(parse_err)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        // Serialising a plain struct of numbers, strings and tables cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Rejects impossible settings with the key, the value and what is allowed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(self.steps >= 1, "steps", self.steps, "at least 1 step")?;
+        check(self.log_every >= 1, "log_every", self.log_every, "at least 1")?;
+        check(
+            self.batch_size >= 2,
+            "batch_size",
+            self.batch_size,
+            "N must be at least 2 (the covariance needs two images)",
+        )?;
+        check(
+            self.learning_rate.is_finite() && self.learning_rate > 0.0,
+            "learning_rate",
+            self.learning_rate,
+            "a finite number > 0",
+        )?;
+        check(
+            (2..=8).contains(&self.views.count),
+            "views.count",
+            self.views.count,
+            "M must be 2 to 8 views per image",
+        )?;
+        check(
+            self.views.jitter.is_finite() && self.views.jitter >= 0.0,
+            "views.jitter",
+            self.views.jitter,
+            "a finite number >= 0",
+        )?;
+        check(
+            self.views.scale_min.is_finite() && self.views.scale_min > 0.0,
+            "views.scale_min",
+            self.views.scale_min,
+            "a finite number > 0",
+        )?;
+        check(
+            self.views.scale_max.is_finite() && self.views.scale_max >= self.views.scale_min,
+            "views.scale_max",
+            self.views.scale_max,
+            "a finite number >= views.scale_min",
+        )?;
+        check(
+            self.data.classes >= 2,
+            "data.classes",
+            self.data.classes,
+            "at least 2 classes",
+        )?;
+        check(
+            self.data.content_dim >= 1,
+            "data.content_dim",
+            self.data.content_dim,
+            "at least 1 coordinate",
+        )?;
+        check(
+            self.data.kind != SandboxKind::Rings || self.data.content_dim == 2,
+            "data.content_dim",
+            self.data.content_dim,
+            "`rings` are 2-D: set data.content_dim = 2",
+        )?;
+        check(
+            self.data.style_std.is_finite() && self.data.style_std >= 0.0,
+            "data.style_std",
+            self.data.style_std,
+            "a finite number >= 0",
+        )?;
+        check(
+            self.data.train_size >= self.batch_size,
+            "data.train_size",
+            self.data.train_size,
+            "at least batch_size points (a batch holds distinct points)",
+        )?;
+        check(
+            self.data.eval_size >= 2,
+            "data.eval_size",
+            self.data.eval_size,
+            "at least 2 points",
+        )?;
+        check(
+            self.data.spread.is_finite() && self.data.spread >= 0.0,
+            "data.spread",
+            self.data.spread,
+            "a finite number >= 0",
+        )?;
+        check(
+            self.model.embed_dim >= 2,
+            "model.embed_dim",
+            self.model.embed_dim,
+            "D must be at least 2",
+        )?;
+        for (key, width) in [
+            ("model.encoder_hidden", self.model.encoder_hidden),
+            ("model.feature_dim", self.model.feature_dim),
+            ("model.head_hidden", self.model.head_hidden),
+        ] {
+            check(width >= 1, key, width, "at least 1")?;
+        }
+        check(
+            self.optimizer.weight_decay.is_finite() && self.optimizer.weight_decay >= 0.0,
+            "optimizer.weight_decay",
+            self.optimizer.weight_decay,
+            "a finite number >= 0",
+        )?;
+        check(
+            (0.0..1.0).contains(&self.optimizer.momentum),
+            "optimizer.momentum",
+            self.optimizer.momentum,
+            "momentum must lie in [0, 1)",
+        )?;
+        check(self.knn.k >= 1, "knn.k", self.knn.k, "at least 1 neighbour")?;
+        check(
+            self.knn.temperature.is_finite() && self.knn.temperature > 0.0,
+            "knn.temperature",
+            self.knn.temperature,
+            "a finite number > 0",
+        )?;
+        validate_dynamics(&self.dynamics)
+    }
+}
+
+/// `base` with every key of `overrides` laid over it, tables merged key by key.
+fn merge_tables(mut base: toml::Table, overrides: toml::Table) -> toml::Table {
+    for (key, value) in overrides {
+        match (base.remove(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(over)) => {
+                base.insert(key, toml::Value::Table(merge_tables(inner, over)));
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+    base
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<SimConfig, ConfigError> {
+        SimConfig::from_toml(text, Path::new("run.toml"))
+    }
+
+    fn out_of_range_key(result: Result<SimConfig, ConfigError>) -> &'static str {
+        match result {
+            Err(ConfigError::OutOfRange { key, .. }) => key,
+            other => panic!("expected an out-of-range error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_key_has_a_default_and_the_config_round_trips() {
+        let config = parse("").expect("an empty file is the default config");
+        assert_eq!(config, SimConfig::default());
+        for preset in Preset::ALL {
+            let config = preset.config();
+            config.validate().expect("presets are valid");
+            assert_eq!(parse(&config.to_toml()).expect("round trip"), config);
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse("stpes = 10").expect_err("typo").to_string();
+        assert!(err.contains("stpes") && err.contains("run.toml"), "{err}");
+        let err = parse("[dynamics]\nbrownain = { on = true, weight = 0.1 }")
+            .expect_err("typo in a table")
+            .to_string();
+        assert!(err.contains("brownain"), "{err}");
+    }
+
+    #[test]
+    fn impossible_settings_name_their_key() {
+        assert_eq!(out_of_range_key(parse("[views]\ncount = 1")), "views.count");
+        assert_eq!(out_of_range_key(parse("[views]\ncount = 9")), "views.count");
+        assert_eq!(out_of_range_key(parse("batch_size = 1")), "batch_size");
+        assert_eq!(out_of_range_key(parse("[dynamics]\ntau = 1.5")), "dynamics.tau");
+        assert_eq!(out_of_range_key(parse("[dynamics]\ntau = -0.1")), "dynamics.tau");
+        assert_eq!(
+            out_of_range_key(parse("[dynamics]\nbrownian = { on = true, weight = -1.0 }")),
+            "dynamics.brownian.weight"
+        );
+        assert_eq!(out_of_range_key(parse("learning_rate = 0.0")), "learning_rate");
+        assert_eq!(
+            out_of_range_key(parse("[data]\nkind = \"rings\"\ncontent_dim = 3")),
+            "data.content_dim"
+        );
+        let message = parse("[views]\ncount = 1").expect_err("M < 2").to_string();
+        assert!(message.contains("views.count") && message.contains("2 to 8"), "{message}");
+    }
+
+    #[test]
+    fn presets_by_name() {
+        for preset in Preset::ALL {
+            assert_eq!(Preset::from_name(preset.name()).ok(), Some(preset));
+        }
+        let err = Preset::from_name("bryol").expect_err("unknown").to_string();
+        assert!(err.contains("bryol") && err.contains("no-brownian"), "{err}");
+    }
+
+    #[test]
+    fn presets_switch_what_their_names_say() {
+        let collapse = Preset::Collapse.dynamics();
+        assert!(collapse.centroid.on && !collapse.singular_value.on && !collapse.brownian.on);
+        assert!(!collapse.predictor && !collapse.ema);
+        let byol = Preset::Byol.dynamics();
+        assert_eq!(byol.centroid_mode, CentroidMode::LeaveOneOut);
+        assert!(byol.predictor && byol.ema && !byol.singular_value.on);
+        assert_eq!(Preset::Byol.views(), 2);
+        let msbreg = Preset::Msbreg.dynamics();
+        assert!(msbreg.centroid.on && msbreg.singular_value.on && msbreg.brownian.on);
+        assert!(!Preset::NoSv.dynamics().singular_value.on);
+        assert!(!Preset::NoBrownian.dynamics().brownian.on);
+    }
+
+    #[test]
+    fn a_file_overrides_only_its_keys_of_the_preset() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("run.toml");
+        std::fs::write(&path, "steps = 7\n[dynamics]\ntau = 0.5\n").expect("write");
+        let config = SimConfig::from_preset_and_file(Preset::Byol, &path).expect("valid");
+        assert_eq!(config.steps, 7);
+        assert_eq!(config.dynamics.tau, 0.5);
+        assert_eq!(config.views.count, 2, "kept from the byol preset");
+        assert_eq!(config.dynamics.centroid_mode, CentroidMode::LeaveOneOut);
+        std::fs::write(&path, "[views]\ncuont = 3\n").expect("write");
+        let err = SimConfig::from_preset_and_file(Preset::Byol, &path)
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.contains("cuont") && err.contains("line 2"), "{err}");
+    }
+}

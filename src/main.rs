@@ -1,0 +1,221 @@
+//! The `msbreg` command line: the default job, `simulate`, `bench` and `backends`.
+//! Errors reach the user here once, as one message naming the problem and the fix.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use msbreg::backend::{self, BackendChoice};
+use msbreg::config::{Preset, SimConfig};
+use msbreg::run::simulate::{Progress, prepare_out_dir};
+use msbreg::run::simulate as run_simulation;
+
+#[derive(Parser)]
+#[command(
+    name = "msbreg",
+    version,
+    about = "Watch and steer the embedding dynamics of self-supervised learning (MSBReg)",
+    long_about = "Watch and steer the embedding dynamics of self-supervised learning (MSBReg).\n\n\
+                  Without a subcommand, runs the default job: the `msbreg` preset of the \
+                  particle sandbox, written to a new folder under ./runs."
+)]
+struct Cli {
+    /// Where to train: wgpu on a hardware GPU when there is one, else the CPU.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto, global = true)]
+    backend: BackendChoice,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train the particle sandbox headless and write a run folder.
+    Simulate(SimulateArgs),
+    /// Measure speed, with ratios against a reference measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+    /// List the wgpu adapters and the backend `auto` would take.
+    Backends,
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// Start from this preset (see --list-presets).
+    #[arg(long, value_name = "NAME", default_value = "msbreg")]
+    preset: String,
+    /// A TOML config; its keys override the preset's (unknown keys are errors).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Training steps (overrides the config).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// The run's seed (overrides the config).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The run folder to write (created; its parent must exist).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Replace a run already in --out.
+    #[arg(long)]
+    overwrite: bool,
+    /// Print the presets, one line each, and exit.
+    #[arg(long)]
+    list_presets: bool,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Steps/s of the sandbox step (N = 4096, M = 2, D = 64) per backend.
+    Sandbox {
+        /// Seconds to time each backend for (after a warm-up step).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+    /// nalgebra's eigen-solver against burn-linalg's SVD for D x D covariances.
+    Spectrum {
+        #[arg(long, value_delimiter = ',', default_value = "64,256,512,1024,2048")]
+        dims: Vec<usize>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => {
+            let out = next_free_dir(Path::new("runs"), "msbreg")?;
+            simulate(
+                cli.backend,
+                &SimulateArgs {
+                    preset: "msbreg".to_owned(),
+                    config: None,
+                    steps: None,
+                    seed: None,
+                    out: Some(out),
+                    overwrite: false,
+                    list_presets: false,
+                },
+            )
+        }
+        Some(Command::Simulate(args)) => simulate(cli.backend, &args),
+        Some(Command::Bench { which }) => match which {
+            BenchCommand::Sandbox { seconds } => {
+                let only = match cli.backend {
+                    BackendChoice::Auto => None,
+                    choice => Some(choice),
+                };
+                msbreg::bench::run_sandbox(only, Duration::from_secs_f64(seconds.max(0.1)))
+            }
+            BenchCommand::Spectrum { dims } => msbreg::bench::run_spectrum(&dims),
+        },
+        Some(Command::Backends) => {
+            let adapters = backend::probe_adapters();
+            if adapters.is_empty() {
+                println!("no wgpu adapters (Vulkan, Metal, DX12)");
+            }
+            for adapter in &adapters {
+                println!("adapter: {}", adapter.describe());
+            }
+            let chosen = backend::select(BackendChoice::Auto)?;
+            println!("auto: {}", chosen.describe());
+            Ok(())
+        }
+    }
+}
+
+/// `parent/prefix-001`, or the first free number after it; creates `parent` if needed.
+fn next_free_dir(parent: &Path, prefix: &str) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create the folder {}", parent.display()))?;
+    (1..10_000)
+        .map(|n| parent.join(format!("{prefix}-{n:03}")))
+        .find(|path| !path.exists())
+        .with_context(|| format!("no free run folder name left in {}", parent.display()))
+}
+
+fn simulate(choice: BackendChoice, args: &SimulateArgs) -> anyhow::Result<()> {
+    if args.list_presets {
+        for preset in Preset::ALL {
+            println!("{:<12} {}", preset.name(), preset.describe());
+        }
+        return Ok(());
+    }
+    let preset = Preset::from_name(&args.preset)?;
+    let mut config = match &args.config {
+        Some(path) => SimConfig::from_preset_and_file(preset, path)?,
+        None => preset.config(),
+    };
+    if let Some(steps) = args.steps {
+        config.steps = steps;
+    }
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+    }
+    config.validate()?;
+    let Some(out) = &args.out else {
+        anyhow::bail!("simulate needs --out DIR, the run folder to write");
+    };
+    prepare_out_dir(out, args.overwrite)?;
+
+    let backend = backend::select(choice)?;
+    eprintln!("backend: {}", backend.describe());
+    eprintln!(
+        "preset {} | seed {} | {} steps | N = {} x M = {} views | D = {}",
+        config.preset,
+        config.seed,
+        config.steps,
+        config.batch_size,
+        config.views.count,
+        config.model.embed_dim
+    );
+
+    let bar = ProgressBar::new(config.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let outcome = run_simulation(&config, &backend.device, out, |progress: &Progress| {
+        bar.set_position(progress.step as u64);
+        if let Some(record) = &progress.last_record {
+            bar.set_message(format!(
+                "loss {:.4}  rank {:.1}  collapse {:.2}  knn {:.3}",
+                progress.loss, record.effective_rank, record.collapse_level, record.knn_acc
+            ));
+        }
+    });
+    bar.finish();
+    let outcome = outcome?;
+    let last = &outcome.final_record;
+    println!(
+        "done: {} steps in {:.1} s ({:.1} steps/s) | effective rank {:.2} of D = {} | \
+         collapse level {:.3} | uniformity {:.3} | alignment {:.4} | kNN accuracy {:.3}",
+        last.step,
+        outcome.elapsed_secs,
+        outcome.steps_per_sec,
+        last.effective_rank,
+        config.model.embed_dim,
+        last.collapse_level,
+        last.uniformity,
+        last.alignment,
+        last.knn_acc
+    );
+    println!("wrote {}", out.display());
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! The physics of MSBReg: the three forces as loss terms (`forces`), the delayed-parameter
+//! target network (`ema`), and one training step over any embedder (`step`).
+//!
+//! Nothing here knows about data formats, threads or the UI: a step takes a batch of views
+//! already on the device, the current [`Dynamics`] and a learning rate, and returns the
+//! per-term losses.
+
+pub mod ema;
+pub mod forces;
+pub mod step;
+
+pub use forces::{CentroidMode, Dynamics, Force};
+pub use step::{Embedder, Learner, OptimizerConfig, StepError, StepReport};

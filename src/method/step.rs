@@ -1,0 +1,274 @@
+//! One MSBReg training step, generic over what produces the embeddings.
+//!
+//! An [`Embedder`] maps a batch of inputs (points for the sandbox, images later) to
+//! projections `g(f(x))` of shape `[B, D]`. [`Learner`] owns the online network (embedder plus
+//! predictor head), the EMA target and the optimiser, and [`Learner::step`] does, in order:
+//!
+//! 1. online forward: `p = normalize(q(g(f(views))))` (or without `q` when the predictor is off);
+//! 2. target forward: `t = normalize(g'(f'(views)))` with the EMA copy, or the online
+//!    projection with stop-gradient when EMA is off;
+//! 3. the three loss terms and their weighted total (see [`super::forces`]);
+//! 4. a check that every value is finite, before any weight changes;
+//! 5. backward, optimiser step, then the EMA update of the target.
+
+use burn::module::{Module, ModuleDisplay};
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::ema::ema_update;
+use super::forces::{Dynamics, loss_terms, normalize};
+use crate::model::Mlp;
+
+/// Anything that maps a batch of inputs to projections, so that one step serves the sandbox's
+/// points and image encoders alike.
+pub trait Embedder: Module + ModuleDisplay + 'static {
+    /// A batch of inputs, on the device, first dimension the batch.
+    type Input: Clone + Send;
+
+    /// The projection `g(f(x))`, before the predictor and before normalisation.
+    ///
+    /// # Shapes
+    /// - `input`: `[B, ...]`
+    /// - output: `[B, D]`
+    fn project(&self, input: Self::Input) -> Tensor<2>;
+}
+
+/// The online network: an embedder and the predictor head `q` (used when the predictor is on).
+#[derive(Module, Debug)]
+pub struct Online<E: Embedder> {
+    pub embedder: E,
+    pub predictor: Mlp,
+}
+
+impl<E: Embedder> Online<E> {
+    /// The normalised online output p: the projection, through the predictor when it is on.
+    ///
+    /// # Shapes
+    /// - `projection`: `[B, D]`
+    /// - output: `[B, D]`
+    fn head(&self, projection: Tensor<2>, predictor: bool) -> Tensor<2> {
+        if predictor {
+            normalize(self.predictor.forward(projection))
+        } else {
+            normalize(projection)
+        }
+    }
+
+    /// The normalised embeddings of `input`, as the particles the forces act on.
+    ///
+    /// # Shapes
+    /// - output: `[B, D]`
+    pub fn embed(&self, input: E::Input, predictor: bool) -> Tensor<2> {
+        self.head(self.embedder.project(input), predictor)
+    }
+}
+
+/// The optimiser and its hyper-parameters other than the learning rate.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerConfig {
+    pub kind: OptimizerKind,
+    /// Momentum for SGD (ignored by AdamW).
+    pub momentum: f64,
+    /// Decoupled weight decay (AdamW) or L2 penalty (SGD).
+    pub weight_decay: f32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    #[default]
+    Adamw,
+    Sgd,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            kind: OptimizerKind::Adamw,
+            momentum: 0.9,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+impl OptimizerConfig {
+    pub fn build(&self) -> ModuleOptimizer {
+        match self.kind {
+            OptimizerKind::Adamw => AdamWConfig::new()
+                .with_weight_decay(self.weight_decay)
+                .init(),
+            OptimizerKind::Sgd => {
+                let momentum = (self.momentum > 0.0).then(|| MomentumConfig {
+                    momentum: self.momentum,
+                    dampening: 0.0,
+                    nesterov: false,
+                });
+                let weight_decay = (self.weight_decay > 0.0).then(|| {
+                    burn::optim::decay::WeightDecayConfig {
+                        penalty: self.weight_decay,
+                    }
+                });
+                SgdConfig::new()
+                    .with_momentum(momentum)
+                    .with_weight_decay(weight_decay)
+                    .init()
+            }
+        }
+    }
+}
+
+/// The losses of one step, before the update, as plain numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// The weighted total `L`.
+    pub loss: f32,
+    pub loss_centroid: f32,
+    pub loss_sv: f32,
+    pub loss_brownian: f32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(
+        "the {term} loss is {value} (not finite); the weights are back to the last ones that \
+         gave finite losses. Lower the learning rate or the force weights, or switch that \
+         force off"
+    )]
+    NonFinite { term: &'static str, value: f32 },
+    #[error("views and directions disagree: {rows} rows of views for {images} images x {views} views")]
+    Shape {
+        rows: usize,
+        images: usize,
+        views: usize,
+    },
+    #[error("could not read the loss back from the device: {0}")]
+    Readback(String),
+}
+
+/// The online network, the EMA target and the optimiser of one run.
+pub struct Learner<E: Embedder> {
+    online: Online<E>,
+    /// The EMA copy of the embedder; `None` while EMA is off (made from the online weights the
+    /// first step EMA is on).
+    target: Option<E>,
+    optimizer: ModuleOptimizer,
+    /// The online network and target before the last update: the last weights known to give
+    /// finite losses once that update turns out to have produced non-finite ones. (Tensors are
+    /// immutable and shared, so this keeps one extra set of weights alive, copies nothing.)
+    before_update: Option<(Online<E>, Option<E>)>,
+}
+
+impl<E: Embedder> Learner<E> {
+    /// A learner over `online`, whose parameters must live on an autodiff device.
+    pub fn new(online: Online<E>, optimizer: &OptimizerConfig) -> Self {
+        Self {
+            online,
+            target: None,
+            optimizer: optimizer.build(),
+            before_update: None,
+        }
+    }
+
+    pub fn online(&self) -> &Online<E> {
+        &self.online
+    }
+
+    /// One training step.
+    ///
+    /// # Shapes
+    /// - `views`: `[N * M, ...]`, image-major: row `i * M + m` is view m of image i
+    /// - `directions`: `[N, D]`, the Brownian kicks (unit rows)
+    ///
+    /// # Errors
+    /// [`StepError::NonFinite`] when a loss term is NaN or infinite. The weights that gave it
+    /// came from the previous update, so that update is undone: the learner is left with the
+    /// last weights that gave finite losses.
+    pub fn step(
+        &mut self,
+        views: &E::Input,
+        images: usize,
+        views_per_image: usize,
+        directions: Tensor<2>,
+        dynamics: &Dynamics,
+        learning_rate: f64,
+    ) -> Result<StepReport, StepError> {
+        let projection = self.online.embedder.project(views.clone());
+        let [rows, dim] = projection.dims();
+        if rows != images * views_per_image {
+            return Err(StepError::Shape {
+                rows,
+                images,
+                views: views_per_image,
+            });
+        }
+        let online = self
+            .online
+            .head(projection.clone(), dynamics.predictor)
+            .reshape([images, views_per_image, dim]);
+
+        let target_projection = if dynamics.ema {
+            let target = self
+                .target
+                .get_or_insert_with(|| self.online.embedder.clone().no_grad());
+            target.project(views.clone())
+        } else {
+            self.target = None;
+            projection
+        };
+        let target = normalize(target_projection.detach()).reshape([images, views_per_image, dim]);
+
+        let terms = loss_terms(&online, target, directions, dynamics);
+        let total = terms.total(dynamics);
+        let values = terms
+            .stacked(total.clone().detach())
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|err| StepError::Readback(format!("{err:?}")))?;
+        let [loss, loss_centroid, loss_sv, loss_brownian] = values[..] else {
+            return Err(StepError::Readback(format!(
+                "expected 4 loss values, got {}",
+                values.len()
+            )));
+        };
+        for (term, value) in [
+            ("total", loss),
+            ("centroid", loss_centroid),
+            ("singular value", loss_sv),
+            ("Brownian", loss_brownian),
+        ] {
+            if !value.is_finite() {
+                if let Some((online, target)) = self.before_update.take() {
+                    self.online = online;
+                    self.target = target;
+                }
+                return Err(StepError::NonFinite { term, value });
+            }
+        }
+        self.before_update = Some((self.online.clone(), self.target.clone()));
+
+        let any_force = dynamics.centroid.on || dynamics.singular_value.on || dynamics.brownian.on;
+        if any_force {
+            let grads = GradientsParams::from_grads(total.backward(), &self.online);
+            self.online = self
+                .optimizer
+                .step(learning_rate, self.online.clone(), grads);
+        }
+        if let Some(target) = self.target.take() {
+            self.target = Some(ema_update(
+                target,
+                &self.online.embedder,
+                f64::from(dynamics.tau),
+            ));
+        }
+
+        Ok(StepReport {
+            loss,
+            loss_centroid,
+            loss_sv,
+            loss_brownian,
+        })
+    }
+}

@@ -1,0 +1,13 @@
+//! Runs: the state of one sandbox run and its step/evaluate cycle (`sandbox`), the headless
+//! `simulate` loop that writes a run folder (`simulate`), and the metrics records (`metrics`).
+//!
+//! A run is a value plus whoever drives it: the CLI drives it in a loop now; the app's trainer
+//! thread will drive the same [`SandboxRun`] between commands.
+
+pub mod metrics;
+pub mod sandbox;
+pub mod simulate;
+
+pub use metrics::MetricsRecord;
+pub use sandbox::{Evaluation, SandboxRun};
+pub use simulate::{RunError, SimulateOutcome, simulate};
