@@ -144,7 +144,9 @@ pub fn probe_adapters() -> Vec<AdapterSummary> {
 static WGPU: Mutex<Option<Backend>> = Mutex::new(None);
 
 fn wgpu_backend(adapter: &AdapterSummary, reason: String) -> Result<Backend, BackendError> {
-    let mut cached = WGPU.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut cached = WGPU
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(backend) = cached.as_ref() {
         return Ok(backend.clone());
     }

@@ -68,7 +68,10 @@ pub fn run_sandbox(choice: Option<BackendChoice>, budget: Duration) -> anyhow::R
     if matches!(choice, None | Some(BackendChoice::Cpu)) {
         backends.push(Backend::flex("reference"));
     }
-    if matches!(choice, None | Some(BackendChoice::Gpu | BackendChoice::Auto)) {
+    if matches!(
+        choice,
+        None | Some(BackendChoice::Gpu | BackendChoice::Auto)
+    ) {
         match backend::select(BackendChoice::Gpu) {
             Ok(gpu) => backends.push(gpu),
             Err(err) => println!("wgpu: not measured ({err})"),
@@ -172,9 +175,133 @@ pub fn run_spectrum(dims: &[usize]) -> anyhow::Result<()> {
             burn_secs / nalgebra_secs,
             max_diff
         );
-        rows.push(json!({"dim": d, "nalgebra_ms": nalgebra_secs * 1e3, "burn_linalg_ms": burn_secs * 1e3,
-            "burn_over_nalgebra": burn_secs / nalgebra_secs, "max_rel_diff": max_diff}));
+        rows.push(
+            json!({"dim": d, "nalgebra_ms": nalgebra_secs * 1e3, "burn_linalg_ms": burn_secs * 1e3,
+            "burn_over_nalgebra": burn_secs / nalgebra_secs, "max_rel_diff": max_diff}),
+        );
     }
     println!("{}", json!({"bench": "spectrum", "results": rows}));
+    Ok(())
+}
+
+/// A small conv net for the backend comparison: three stride-2 3x3 conv blocks (32, 64, 128
+/// channels, batch norm, ReLU), global average pooling, a linear layer to 10 outputs.
+#[derive(burn::module::Module, Debug)]
+struct ConvNet {
+    convs: Vec<burn::nn::conv::Conv2d>,
+    norms: Vec<burn::nn::BatchNorm>,
+    head: burn::nn::Linear,
+}
+
+impl ConvNet {
+    fn new(device: &Device) -> Self {
+        use burn::nn::conv::Conv2dConfig;
+        use burn::nn::{BatchNormConfig, LinearConfig, PaddingConfig2d};
+        let widths = [3, 32, 64, 128];
+        Self {
+            convs: widths
+                .windows(2)
+                .map(|w| {
+                    Conv2dConfig::new([w[0], w[1]], [3, 3])
+                        .with_stride([2, 2])
+                        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                        .init(device)
+                })
+                .collect(),
+            norms: widths[1..]
+                .iter()
+                .map(|&c| BatchNormConfig::new(c).init(device))
+                .collect(),
+            head: LinearConfig::new(128, 10).init(device),
+        }
+    }
+
+    /// # Shapes
+    /// - `x`: `[B, 3, 32, 32]`
+    /// - output: `[B, 10]`
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = x;
+        for (conv, norm) in self.convs.iter().zip(&self.norms) {
+            x = burn::tensor::activation::relu(norm.forward(conv.forward(x)));
+        }
+        // [B, 128, 4, 4] -> [B, 128]
+        let pooled: Tensor<2> = x.mean_dim(3).mean_dim(2).flatten(1, 3);
+        self.head.forward(pooled)
+    }
+}
+
+/// Median seconds of a conv-net training step (batch 64 x 3 x 32 x 32, forward + backward +
+/// Adam) on `backend`, after `warmup` untimed steps; also the first step's seconds.
+fn conv_step_secs(backend: &Backend, warmup: usize, runs: usize) -> anyhow::Result<(f64, f64)> {
+    use burn::optim::{AdamConfig, GradientsParams};
+    let device = backend.device.clone().autodiff();
+    let mut model = ConvNet::new(&device);
+    let mut optimizer = AdamConfig::new().init();
+    let mut rng = rng(0, Stream::Batches);
+    let input: Vec<f32> = (0..64 * 3 * 32 * 32)
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect();
+    let input = Tensor::<4>::from_data(TensorData::new(input, [64, 3, 32, 32]), &device);
+    let mut step = || -> anyhow::Result<()> {
+        let loss = model.forward(input.clone()).square().mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(1e-3, model.clone(), grads);
+        // Wait for the device: read one number back.
+        model
+            .head
+            .weight
+            .val()
+            .slice([0..1, 0..1])
+            .into_scalar::<f32>();
+        Ok(())
+    };
+    let start = Instant::now();
+    step()?;
+    let first = start.elapsed().as_secs_f64();
+    for _ in 0..warmup {
+        step()?;
+    }
+    let mut failed = None;
+    let median = median_secs(runs, || {
+        if let Err(err) = step() {
+            failed = Some(err);
+        }
+    });
+    match failed {
+        Some(err) => Err(err),
+        None => Ok((median, first)),
+    }
+}
+
+/// The backend comparison behind `auto`'s choice: a conv-net training step on flex and on
+/// wgpu (whatever adapter there is; lavapipe on a machine without a GPU).
+pub fn run_backends(include_wgpu: bool) -> anyhow::Result<()> {
+    let mut backends = vec![Backend::flex("reference")];
+    if include_wgpu {
+        match backend::select(BackendChoice::Gpu) {
+            Ok(gpu) => backends.push(gpu),
+            Err(err) => println!("wgpu: not measured ({err})"),
+        }
+    }
+    println!("conv-net training step, batch 64 x 3 x 32 x 32, forward + backward + Adam");
+    let mut rows = Vec::new();
+    let mut reference = None;
+    for backend in &backends {
+        println!("measuring {} ...", backend.describe());
+        let (median, first) = conv_step_secs(backend, 2, 5)?;
+        let reference = *reference.get_or_insert(median);
+        println!(
+            "{:<60} median {:>8.3} s   first step {:>8.2} s   {:>6.2}x the first row's time",
+            truncate(&backend.describe(), 60),
+            median,
+            first,
+            median / reference
+        );
+        rows.push(
+            json!({"backend": backend.describe(), "median_step_secs": median,
+            "first_step_secs": first, "time_ratio_to_first": median / reference}),
+        );
+    }
+    println!("{}", json!({"bench": "backends", "results": rows}));
     Ok(())
 }

@@ -81,7 +81,9 @@ impl Preset {
 
     pub fn describe(self) -> &'static str {
         match self {
-            Self::Msbreg => "all three forces (centroid, singular value, Brownian) + predictor + EMA, M = 4",
+            Self::Msbreg => {
+                "all three forces (centroid, singular value, Brownian) + predictor + EMA, M = 4"
+            }
             Self::Collapse => "centroid only, no predictor, no EMA: watch the cloud collapse",
             Self::Byol => "BYOL: leave-one-out centroid, M = 2, predictor + EMA, no dispersion",
             Self::Simsiam => "SimSiam: leave-one-out centroid, M = 2, predictor, no EMA",
@@ -177,7 +179,9 @@ pub enum ConfigError {
         value: String,
         expected: &'static str,
     },
-    #[error("unknown preset `{name}`; the presets are: {available} (`msbreg simulate --list-presets`)")]
+    #[error(
+        "unknown preset `{name}`; the presets are: {available} (`msbreg simulate --list-presets`)"
+    )]
     UnknownPreset { name: String, available: String },
 }
 
@@ -266,9 +270,15 @@ impl SimConfig {
     }
 
     /// Rejects impossible settings with the key, the value and what is allowed.
+    #[allow(clippy::too_many_lines)] // one flat check per key reads best as one list
     pub fn validate(&self) -> Result<(), ConfigError> {
         check(self.steps >= 1, "steps", self.steps, "at least 1 step")?;
-        check(self.log_every >= 1, "log_every", self.log_every, "at least 1")?;
+        check(
+            self.log_every >= 1,
+            "log_every",
+            self.log_every,
+            "at least 1",
+        )?;
         check(
             self.batch_size >= 2,
             "batch_size",
@@ -439,19 +449,31 @@ mod tests {
         assert_eq!(out_of_range_key(parse("[views]\ncount = 1")), "views.count");
         assert_eq!(out_of_range_key(parse("[views]\ncount = 9")), "views.count");
         assert_eq!(out_of_range_key(parse("batch_size = 1")), "batch_size");
-        assert_eq!(out_of_range_key(parse("[dynamics]\ntau = 1.5")), "dynamics.tau");
-        assert_eq!(out_of_range_key(parse("[dynamics]\ntau = -0.1")), "dynamics.tau");
+        assert_eq!(
+            out_of_range_key(parse("[dynamics]\ntau = 1.5")),
+            "dynamics.tau"
+        );
+        assert_eq!(
+            out_of_range_key(parse("[dynamics]\ntau = -0.1")),
+            "dynamics.tau"
+        );
         assert_eq!(
             out_of_range_key(parse("[dynamics]\nbrownian = { on = true, weight = -1.0 }")),
             "dynamics.brownian.weight"
         );
-        assert_eq!(out_of_range_key(parse("learning_rate = 0.0")), "learning_rate");
+        assert_eq!(
+            out_of_range_key(parse("learning_rate = 0.0")),
+            "learning_rate"
+        );
         assert_eq!(
             out_of_range_key(parse("[data]\nkind = \"rings\"\ncontent_dim = 3")),
             "data.content_dim"
         );
         let message = parse("[views]\ncount = 1").expect_err("M < 2").to_string();
-        assert!(message.contains("views.count") && message.contains("2 to 8"), "{message}");
+        assert!(
+            message.contains("views.count") && message.contains("2 to 8"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -460,7 +482,10 @@ mod tests {
             assert_eq!(Preset::from_name(preset.name()).ok(), Some(preset));
         }
         let err = Preset::from_name("bryol").expect_err("unknown").to_string();
-        assert!(err.contains("bryol") && err.contains("no-brownian"), "{err}");
+        assert!(
+            err.contains("bryol") && err.contains("no-brownian"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use msbreg::backend::{self, BackendChoice};
 use msbreg::config::{Preset, SimConfig};
-use msbreg::run::simulate::{Progress, prepare_out_dir};
 use msbreg::run::simulate as run_simulation;
+use msbreg::run::simulate::{Progress, prepare_out_dir};
 
 #[derive(Parser)]
 #[command(
@@ -77,6 +77,12 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
     },
+    /// A conv-net training step on flex and on wgpu: the figures behind `--backend auto`.
+    Backends {
+        /// Measure flex only.
+        #[arg(long)]
+        cpu_only: bool,
+    },
     /// nalgebra's eigen-solver against burn-linalg's SVD for D x D covariances.
     Spectrum {
         #[arg(long, value_delimiter = ',', default_value = "64,256,512,1024,2048")]
@@ -122,6 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 msbreg::bench::run_sandbox(only, Duration::from_secs_f64(seconds.max(0.1)))
             }
             BenchCommand::Spectrum { dims } => msbreg::bench::run_spectrum(&dims),
+            BenchCommand::Backends { cpu_only } => msbreg::bench::run_backends(!cpu_only),
         },
         Some(Command::Backends) => {
             let adapters = backend::probe_adapters();
@@ -186,10 +193,8 @@ fn simulate(choice: BackendChoice, args: &SimulateArgs) -> anyhow::Result<()> {
 
     let bar = ProgressBar::new(config.steps as u64);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let outcome = run_simulation(&config, &backend.device, out, |progress: &Progress| {
         bar.set_position(progress.step as u64);

@@ -45,7 +45,11 @@ fn msbreg_preset_spreads_out() {
         last.effective_rank,
         0.5 * d
     );
-    assert!(last.collapse_level > 0.5, "collapse level {}", last.collapse_level);
+    assert!(
+        last.collapse_level > 0.5,
+        "collapse level {}",
+        last.collapse_level
+    );
 }
 
 #[test]
@@ -114,7 +118,10 @@ fn a_run_folder_holds_config_metrics_and_embeddings() {
         "collapse_level",
         "knn_acc",
     ] {
-        assert!(lines[2].get(key).is_some_and(|v| !v.is_null()), "missing {key}");
+        assert!(
+            lines[2].get(key).is_some_and(|v| !v.is_null()),
+            "missing {key}"
+        );
     }
     assert_eq!(lines[2]["step"], 20);
 
@@ -123,7 +130,10 @@ fn a_run_folder_holds_config_metrics_and_embeddings() {
     assert_eq!(embeddings.lines().count(), config.data.eval_size);
     assert_eq!(labels.lines().count(), config.data.eval_size);
     for row in embeddings.lines() {
-        let values: Vec<f32> = row.split('\t').map(|x| x.parse().expect("number")).collect();
+        let values: Vec<f32> = row
+            .split('\t')
+            .map(|x| x.parse().expect("number"))
+            .collect();
         assert_eq!(values.len(), config.model.embed_dim);
         let norm: f32 = values.iter().map(|v| v * v).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-3, "rows are normalised: {norm}");
@@ -151,9 +161,21 @@ fn a_nan_loss_stops_the_run_and_keeps_what_was_written() {
     assert!(message.contains(&format!("step {step}")), "{message}");
     assert!(message.contains("not finite"), "{message}");
     let records = read_metrics(&dir.path().join("metrics.jsonl")).expect("metrics kept");
-    assert_eq!(records.len(), step, "one line per finished step, plus step 0");
+    assert_eq!(
+        records.len(),
+        step,
+        "one line per finished step, plus step 0"
+    );
     assert!(dir.path().join("config.toml").exists());
-    assert!(dir.path().join("embeddings.tsv").exists());
+    let embeddings = std::fs::read_to_string(dir.path().join("embeddings.tsv")).expect("kept");
+    assert_eq!(embeddings.lines().count(), config.data.eval_size);
+    assert!(
+        embeddings
+            .split(['\t', '\n'])
+            .filter(|x| !x.is_empty())
+            .all(|x| x.parse::<f32>().is_ok_and(f32::is_finite)),
+        "the embeddings of the last good weights are finite"
+    );
 }
 
 #[test]
@@ -166,7 +188,10 @@ fn dynamics_change_between_steps_without_a_reset() {
     dynamics.brownian.weight = 0.0;
     run.set_dynamics(dynamics);
     let report = run.step().expect("step");
-    assert!((report.loss - report.loss_centroid).abs() < 1e-5, "{report:?}");
+    assert!(
+        (report.loss - report.loss_centroid).abs() < 1e-5,
+        "{report:?}"
+    );
     assert_eq!(run.steps_done(), 2);
 }
 
@@ -202,13 +227,19 @@ fn cli_error(args: &[&str], dir: &Path) -> String {
 #[test]
 fn cli_names_bad_input() {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("bad.toml"), "[views]\ncount = 3\ntemperature = 2\n")
-        .expect("write");
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[views]\ncount = 3\ntemperature = 2\n",
+    )
+    .expect("write");
     let err = cli_error(
         &["simulate", "--config", "bad.toml", "--out", "run"],
         dir.path(),
     );
-    assert!(err.contains("temperature") && err.contains("bad.toml"), "{err}");
+    assert!(
+        err.contains("temperature") && err.contains("bad.toml"),
+        "{err}"
+    );
 
     std::fs::write(dir.path().join("range.toml"), "[dynamics]\ntau = 2.0\n").expect("write");
     let err = cli_error(
@@ -218,9 +249,15 @@ fn cli_names_bad_input() {
     assert!(err.contains("dynamics.tau"), "{err}");
 
     let err = cli_error(&["simulate", "--out", "missing/parent/run"], dir.path());
-    assert!(err.contains("missing/parent") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("missing/parent") && err.contains("does not exist"),
+        "{err}"
+    );
 
-    let err = cli_error(&["simulate", "--preset", "nope", "--out", "run"], dir.path());
+    let err = cli_error(
+        &["simulate", "--preset", "nope", "--out", "run"],
+        dir.path(),
+    );
     assert!(err.contains("nope") && err.contains("msbreg"), "{err}");
 }
 
@@ -228,14 +265,23 @@ fn cli_names_bad_input() {
 fn cli_simulate_writes_a_run() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = msbreg_bin()
-        .args(["simulate", "--preset", "byol", "--steps", "5", "--seed", "3"])
+        .args([
+            "simulate", "--preset", "byol", "--steps", "5", "--seed", "3",
+        ])
         .args(["--out", "run", "--backend", "cpu"])
         .current_dir(dir.path())
         .output()
         .expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let config = SimConfig::from_file(&dir.path().join("run/config.toml")).expect("config");
-    assert_eq!((config.steps, config.seed, config.preset.as_str()), (5, 3, "byol"));
+    assert_eq!(
+        (config.steps, config.seed, config.preset.as_str()),
+        (5, 3, "byol")
+    );
     let records = read_metrics(&dir.path().join("run/metrics.jsonl")).expect("metrics");
     assert_eq!(records.last().map(|r| r.step), Some(5));
 }

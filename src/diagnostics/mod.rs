@@ -289,7 +289,10 @@ mod tests {
         // Rows +-2 e1 and +-1 e2: C = diag(2, 0.5), s = (sqrt 2, sqrt 0.5).
         let rows = [2.0f32, 0.0, -2.0, 0.0, 0.0, 1.0, 0.0, -1.0];
         let s = singular_values(&rows, 2);
-        assert!((s[0] - 2f64.sqrt()).abs() < 1e-9 && (s[1] - 0.5f64.sqrt()).abs() < 1e-9, "{s:?}");
+        assert!(
+            (s[0] - 2f64.sqrt()).abs() < 1e-9 && (s[1] - 0.5f64.sqrt()).abs() < 1e-9,
+            "{s:?}"
+        );
     }
 
     #[test]
@@ -308,7 +311,11 @@ mod tests {
         // e1, e2, e3: every pair at distance^2 2, log exp(-4) = -4.
         let eye = [1.0f32, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
         assert!((uniformity(&eye, 3) + 4.0).abs() < 1e-9);
-        assert_eq!(uniformity(&[1.0, 0.0], 2), 0.0, "one row: nothing to compare");
+        assert_eq!(
+            uniformity(&[1.0, 0.0], 2),
+            0.0,
+            "one row: nothing to compare"
+        );
     }
 
     #[test]
@@ -341,10 +348,19 @@ mod tests {
         let bank = [1.0f32, 0.1, 1.0, -0.1, -1.0, 0.1, -1.0, -0.1];
         let bank_labels = [0, 0, 1, 1];
         let queries = [0.9f32, 0.0, -0.9, 0.05];
-        assert_eq!(knn_accuracy(&bank, &bank_labels, &queries, &[0, 1], 2, 2, 0.07), 1.0);
-        assert_eq!(knn_accuracy(&bank, &bank_labels, &queries, &[1, 1], 2, 2, 0.07), 0.5);
+        assert_eq!(
+            knn_accuracy(&bank, &bank_labels, &queries, &[0, 1], 2, 2, 0.07),
+            1.0
+        );
+        assert_eq!(
+            knn_accuracy(&bank, &bank_labels, &queries, &[1, 1], 2, 2, 0.07),
+            0.5
+        );
         // k larger than the bank uses the whole bank; the closer pair still wins by weight.
-        assert_eq!(knn_accuracy(&bank, &bank_labels, &queries, &[0, 1], 2, 20, 0.07), 1.0);
+        assert_eq!(
+            knn_accuracy(&bank, &bank_labels, &queries, &[0, 1], 2, 20, 0.07),
+            1.0
+        );
     }
 
     #[test]

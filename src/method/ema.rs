@@ -77,8 +77,14 @@ mod tests {
             output: 2,
             batch_norm: true,
         };
-        let online = seeded_init(config.init(&device), &mut crate::data::rng(1, crate::data::Stream::Weights));
-        let target = seeded_init(config.init(&device), &mut crate::data::rng(2, crate::data::Stream::Weights));
+        let online = seeded_init(
+            config.init(&device),
+            &mut crate::data::rng(1, crate::data::Stream::Weights),
+        );
+        let target = seeded_init(
+            config.init(&device),
+            &mut crate::data::rng(2, crate::data::Stream::Weights),
+        );
         let (w_online, w_target) = (values(&online), values(&target));
         assert_ne!(w_online, w_target);
 

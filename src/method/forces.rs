@@ -143,7 +143,11 @@ pub fn centroid_loss(online: Tensor<3>, target: Tensor<3>, mode: CentroidMode) -
 pub fn covariance(z: Tensor<2>) -> Tensor<2> {
     let [rows, _] = z.dims();
     let centred = z.clone() - z.mean_dim(0);
-    centred.clone().transpose().matmul(centred).div_scalar(rows as f64)
+    centred
+        .clone()
+        .transpose()
+        .matmul(centred)
+        .div_scalar(rows as f64)
 }
 
 /// Global dispersion: `L_s = D * || C - I/D ||_F^2`, C the covariance of all N*M online
@@ -168,7 +172,9 @@ pub fn singular_value_loss(online: Tensor<3>) -> Tensor<1> {
 /// - `directions`: `[N, D]`, unit rows (see [`brownian_directions`])
 /// - output: `[1]`
 pub fn brownian_loss(online: Tensor<3>, directions: Tensor<2>) -> Tensor<1> {
-    (online * directions.unsqueeze_dim::<3>(1)).sum_dim(2).mean()
+    (online * directions.unsqueeze_dim::<3>(1))
+        .sum_dim(2)
+        .mean()
 }
 
 /// N directions uniform on the unit sphere in D dimensions (normalised Gaussians), row-major
@@ -313,9 +319,10 @@ mod tests {
         let p = t3(&p_values, [1, 2, 2], &d);
         let t = t3(&t_values, [1, 2, 2], &d);
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
-        let byol = ((2.0 - 2.0 * dot(&p_values[0..2], &t_values[2..4]))
-            + (2.0 - 2.0 * dot(&p_values[2..4], &t_values[0..2])))
-            / 2.0;
+        let byol = f32::midpoint(
+            2.0 - 2.0 * dot(&p_values[0..2], &t_values[2..4]),
+            2.0 - 2.0 * dot(&p_values[2..4], &t_values[0..2]),
+        );
         let loss = scalar(centroid_loss(p, t, CentroidMode::LeaveOneOut));
         assert!(close(loss, byol, 1e-6), "{loss} vs {byol}");
     }
@@ -332,11 +339,7 @@ mod tests {
         let loss = scalar(singular_value_loss(uniform));
         assert!(loss.abs() < 1e-6, "uniform: {loss}");
         // +-e1 in D = 4: C = diag(1, 0, 0, 0), L_s = 4 * ((3/4)^2 + 3/16) = 3 = D - 1.
-        let line = t3(
-            &[1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0],
-            [1, 2, 4],
-            &d,
-        );
+        let line = t3(&[1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0], [1, 2, 4], &d);
         let loss = scalar(singular_value_loss(line));
         assert!(close(loss, 3.0, 1e-6), "line: {loss}");
     }
@@ -372,7 +375,9 @@ mod tests {
         let x = Tensor::<2>::zeros([1, 3], &d).require_grad();
         let y = normalize(x.clone()).sum();
         let grads = y.backward();
-        let g = x.grad(&grads).map(|g| g.into_data().try_to_vec::<f32>().unwrap_or_default());
+        let g = x
+            .grad(&grads)
+            .map(|g| g.into_data().try_to_vec::<f32>().unwrap_or_default());
         // Below the floor normalize is x / NORM_FLOOR: slope 1e12, not NaN.
         assert_eq!(g, Some(vec![1e12; 3]));
     }

@@ -101,16 +101,15 @@ impl OptimizerConfig {
                 .with_weight_decay(self.weight_decay)
                 .init(),
             OptimizerKind::Sgd => {
-                let momentum = (self.momentum > 0.0).then(|| MomentumConfig {
+                let momentum = (self.momentum > 0.0).then_some(MomentumConfig {
                     momentum: self.momentum,
                     dampening: 0.0,
                     nesterov: false,
                 });
-                let weight_decay = (self.weight_decay > 0.0).then(|| {
-                    burn::optim::decay::WeightDecayConfig {
+                let weight_decay =
+                    (self.weight_decay > 0.0).then_some(burn::optim::decay::WeightDecayConfig {
                         penalty: self.weight_decay,
-                    }
-                });
+                    });
                 SgdConfig::new()
                     .with_momentum(momentum)
                     .with_weight_decay(weight_decay)
@@ -130,7 +129,7 @@ pub struct StepReport {
     pub loss_brownian: f32,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StepError {
     #[error(
         "the {term} loss is {value} (not finite); the weights are back to the last ones that \
@@ -138,7 +137,9 @@ pub enum StepError {
          force off"
     )]
     NonFinite { term: &'static str, value: f32 },
-    #[error("views and directions disagree: {rows} rows of views for {images} images x {views} views")]
+    #[error(
+        "views and directions disagree: {rows} rows of views for {images} images x {views} views"
+    )]
     Shape {
         rows: usize,
         images: usize,
@@ -155,9 +156,10 @@ pub struct Learner<E: Embedder> {
     /// first step EMA is on).
     target: Option<E>,
     optimizer: ModuleOptimizer,
-    /// The online network and target before the last update: the last weights known to give
-    /// finite losses once that update turns out to have produced non-finite ones. (Tensors are
-    /// immutable and shared, so this keeps one extra set of weights alive, copies nothing.)
+    /// The online network and target before the last update, in evaluation mode: the last
+    /// weights known to give finite losses once that update turns out to have produced
+    /// non-finite ones. `valid()` snapshots the batch-norm running statistics, which a forward
+    /// pass updates in place; the weights themselves are immutable tensors, shared, not copied.
     before_update: Option<(Online<E>, Option<E>)>,
 }
 
@@ -241,13 +243,13 @@ impl<E: Embedder> Learner<E> {
         ] {
             if !value.is_finite() {
                 if let Some((online, target)) = self.before_update.take() {
-                    self.online = online;
-                    self.target = target;
+                    self.online = online.train();
+                    self.target = target.map(Module::train);
                 }
                 return Err(StepError::NonFinite { term, value });
             }
         }
-        self.before_update = Some((self.online.clone(), self.target.clone()));
+        self.before_update = Some((self.online.valid(), self.target.as_ref().map(Module::valid)));
 
         let any_force = dynamics.centroid.on || dynamics.singular_value.on || dynamics.brownian.on;
         if any_force {

@@ -4,7 +4,8 @@
 //! two runs in one process (tests, the app's resets) would then see each other's draws. This
 //! mapper redraws every float parameter from a generator the caller seeds: weights uniform in
 //! `+-sqrt(6 / fan_in)` (He, for ReLU networks), biases and batch-norm shifts zero, batch-norm
-//! scales one.
+//! scales one. Batch-norm running statistics are visited as float parameters too: the running
+//! mean starts at zero and the running variance at one, as burn makes them.
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Tensor, TensorData};
@@ -34,11 +35,13 @@ impl<R: Rng> ModuleMapper for SeededInit<'_, R> {
             let require_grad = tensor.is_require_grad();
             let count: usize = dims.iter().product();
             let values: Vec<f32> = match (D, name) {
-                (1, "gamma") => vec![1.0; count],
+                (1, "gamma" | "running_var") => vec![1.0; count],
                 (1, _) => vec![0.0; count],
                 _ => {
                     let bound = (6.0 / fan_in(&dims) as f64).sqrt() as f32;
-                    (0..count).map(|_| rng.random_range(-bound..=bound)).collect()
+                    (0..count)
+                        .map(|_| rng.random_range(-bound..=bound))
+                        .collect()
                 }
             };
             Tensor::from_data(TensorData::new(values, dims), &device).set_require_grad(require_grad)

@@ -31,10 +31,10 @@ pub enum RunError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("training stopped at step {step}: {source}. Kept in {out}: {kept}")]
+    #[error("training stopped at step {step}: {reason}. Kept in {out}: {kept}")]
     Step {
         step: usize,
-        source: StepError,
+        reason: StepError,
         out: PathBuf,
         kept: String,
     },
@@ -59,13 +59,13 @@ pub fn prepare_out_dir(out: &Path, overwrite: bool) -> Result<(), RunError> {
                 .to_owned(),
         ));
     }
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            return Err(err(format!(
-                "its parent folder {} does not exist; create it first or choose another --out",
-                parent.display()
-            )));
-        }
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        return Err(err(format!(
+            "its parent folder {} does not exist; create it first or choose another --out",
+            parent.display()
+        )));
     }
     std::fs::create_dir_all(out).map_err(|source| RunError::Write {
         path: out.to_owned(),
@@ -149,12 +149,12 @@ pub fn simulate(
         let step_start = Instant::now();
         let report = match run.step() {
             Ok(report) => report,
-            Err(source) => {
+            Err(reason) => {
                 let evaluation = run.evaluate();
                 write_embeddings(out, &evaluation)?;
                 return Err(RunError::Step {
                     step,
-                    source,
+                    reason,
                     out: out.to_owned(),
                     kept: format!(
                         "config.toml, metrics.jsonl ({} lines), and embeddings.tsv/labels.tsv \
