@@ -243,3 +243,79 @@ pub fn make_views(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Stream, rng};
+
+    #[test]
+    fn rings_lie_on_their_radius_and_classes_are_balanced() {
+        let config = SandboxDataConfig {
+            kind: SandboxKind::Rings,
+            classes: 4,
+            spread: 0.0,
+            style_dims: 3,
+            train_size: 400,
+            eval_size: 40,
+            ..SandboxDataConfig::default()
+        };
+        let (train, eval) = generate(&config, &mut rng(1, Stream::Dataset));
+        assert_eq!((train.len(), eval.len(), train.dim), (400, 40, 5));
+        for (index, &label) in train.labels.iter().enumerate() {
+            let p = train.point(index);
+            let radius = (p[0] * p[0] + p[1] * p[1]).sqrt();
+            assert!(
+                (radius - (label + 1) as f32 / 4.0).abs() < 1e-5,
+                "{radius} {label}"
+            );
+        }
+        for class in 0..4 {
+            assert_eq!(train.labels.iter().filter(|&&l| l == class).count(), 100);
+        }
+    }
+
+    #[test]
+    fn views_keep_content_and_redraw_style() {
+        let config = SandboxDataConfig {
+            style_dims: 4,
+            train_size: 16,
+            eval_size: 2,
+            ..SandboxDataConfig::default()
+        };
+        let (train, _) = generate(&config, &mut rng(2, Stream::Dataset));
+        let views = ViewConfig {
+            count: 3,
+            jitter: 0.0,
+            scale_min: 1.0,
+            scale_max: 1.0,
+        };
+        let out = make_views(&train, &[5, 9], 3, &views, &mut rng(3, Stream::Batches));
+        assert_eq!(out.len(), 2 * 3 * 6);
+        for (i, &index) in [5usize, 9].iter().enumerate() {
+            let point = train.point(index);
+            let rows: Vec<&[f32]> = (0..3)
+                .map(|m| &out[(i * 3 + m) * 6..(i * 3 + m + 1) * 6])
+                .collect();
+            for row in &rows {
+                assert_eq!(
+                    &row[..2],
+                    &point[..2],
+                    "content kept exactly without jitter"
+                );
+                assert_ne!(&row[2..], &point[2..], "style redrawn");
+            }
+            assert_ne!(rows[0][2..], rows[1][2..], "each view draws its own style");
+        }
+    }
+
+    #[test]
+    fn blob_centres_in_two_dimensions_are_on_the_unit_circle() {
+        let config = SandboxDataConfig::default();
+        let centres = blob_centres(&config, &mut rng(0, Stream::Dataset));
+        assert_eq!(centres.len(), 2 * config.classes);
+        for c in centres.chunks(2) {
+            assert!(((c[0] * c[0] + c[1] * c[1]).sqrt() - 1.0).abs() < 1e-6);
+        }
+    }
+}

@@ -81,18 +81,7 @@ pub fn uniformity(unit_rows: &[f32], d: usize) -> f64 {
             let zi = &unit_rows[i * d..(i + 1) * d];
             (0..n)
                 .filter(|&j| j != i)
-                .map(|j| {
-                    let zj = &unit_rows[j * d..(j + 1) * d];
-                    let dist2: f64 = zi
-                        .iter()
-                        .zip(zj)
-                        .map(|(a, b)| {
-                            let diff = f64::from(*a) - f64::from(*b);
-                            diff * diff
-                        })
-                        .sum();
-                    (-2.0 * dist2).exp()
-                })
+                .map(|j| (-2.0 * squared_distance(zi, &unit_rows[j * d..(j + 1) * d])).exp())
                 .sum::<f64>()
         })
         .sum();
@@ -105,15 +94,18 @@ pub fn alignment(a: &[f32], b: &[f32], d: usize) -> f64 {
     if n == 0 {
         return 0.0;
     }
-    let total: f64 = a
-        .iter()
+    squared_distance(a, b) / n as f64
+}
+
+/// `sum_k (a_k - b_k)^2`, in f64.
+fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
         .zip(b)
         .map(|(x, y)| {
             let diff = f64::from(*x) - f64::from(*y);
             diff * diff
         })
-        .sum();
-    total / n as f64
+        .sum()
 }
 
 /// Collapse level (SimSiam): the standard deviation over samples of the unit rows, averaged
