@@ -193,8 +193,14 @@ fn simulate(choice: BackendChoice, args: &SimulateArgs) -> anyhow::Result<()> {
 
     let bar = ProgressBar::new(config.steps as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {rate}  eta {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.1} steps/s", state.per_sec());
+                },
+            ),
     );
     let outcome = run_simulation(&config, &backend.device, out, |progress: &Progress| {
         bar.set_position(progress.step as u64);
