@@ -317,6 +317,6 @@ fn wgpu_and_flex_agree_on_the_first_steps() {
             );
         }
     }
-    let diagnostics = on_gpu.evaluate().diagnostics;
+    let diagnostics = on_gpu.evaluate().expect("evaluates").diagnostics;
     assert!(diagnostics.effective_rank.is_finite() && diagnostics.effective_rank >= 1.0);
 }

@@ -129,24 +129,29 @@ impl SandboxRun {
 
     /// Unit embeddings of `points` (row-major, `dim` coordinates each) by the online network in
     /// evaluation mode, with the predictor when it is on.
-    fn embed(&self, online: &Online<SandboxNet>, points: &[f32]) -> Vec<f32> {
+    fn embed(&self, online: &Online<SandboxNet>, points: &[f32]) -> Result<Vec<f32>, StepError> {
         let dim = self.train.dim;
         let rows = points.len() / dim;
         let device = self.device.clone().without_autodiff();
         let input = tensor_2d(points.to_vec(), rows, dim, &device);
         let output = online.embed(input, self.config.dynamics.predictor);
-        // A read of f32 data from an f32 tensor; an empty result would fail every diagnostic.
-        output.into_data().try_to_vec::<f32>().unwrap_or_default()
+        output
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|err| StepError::Readback(format!("{err:?}")))
     }
 
     /// Embeds the evaluation set, two fixed views of it and the training bank, and computes
     /// every diagnostic.
-    pub fn evaluate(&self) -> Evaluation {
+    ///
+    /// # Errors
+    /// When the embeddings cannot be read back from the device.
+    pub fn evaluate(&self) -> Result<Evaluation, StepError> {
         let online = self.learner.online().valid();
-        let embeddings = self.embed(&online, &self.eval.points);
-        let view_a = self.embed(&online, &self.eval_view_a);
-        let view_b = self.embed(&online, &self.eval_view_b);
-        let bank = self.embed(&online, &self.train.points);
+        let embeddings = self.embed(&online, &self.eval.points)?;
+        let view_a = self.embed(&online, &self.eval_view_a)?;
+        let view_b = self.embed(&online, &self.eval_view_b)?;
+        let bank = self.embed(&online, &self.train.points)?;
         let dim = self.config.model.embed_dim;
         let diagnostics = evaluate(
             &EvalEmbeddings {
@@ -160,11 +165,11 @@ impl SandboxRun {
             },
             self.config.knn,
         );
-        Evaluation {
+        Ok(Evaluation {
             diagnostics,
             embeddings,
             labels: self.eval.labels.clone(),
             dim,
-        }
+        })
     }
 }

@@ -31,6 +31,8 @@ pub enum RunError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("evaluation failed after step {step}: {reason}")]
+    Evaluate { step: usize, reason: StepError },
     #[error("training stopped at step {step}: {reason}. Kept in {out}: {kept}")]
     Step {
         step: usize,
@@ -140,7 +142,11 @@ pub fn simulate(
 
     let start = Instant::now();
     let mut run = SandboxRun::new(config.clone(), device);
-    let first = run.evaluate();
+    let evaluate = |run: &SandboxRun, step: usize| {
+        run.evaluate()
+            .map_err(|reason| RunError::Evaluate { step, reason })
+    };
+    let first = evaluate(&run, 0)?;
     let mut last_record = MetricsRecord::new(0, None, &first.diagnostics, 0.0);
     write_record(&mut metrics, &last_record)?;
     let mut train_secs = 0.0;
@@ -150,7 +156,7 @@ pub fn simulate(
         let report = match run.step() {
             Ok(report) => report,
             Err(reason) => {
-                let evaluation = run.evaluate();
+                let evaluation = evaluate(&run, step - 1)?;
                 write_embeddings(out, &evaluation)?;
                 return Err(RunError::Step {
                     step,
@@ -167,7 +173,7 @@ pub fn simulate(
         train_secs += step_start.elapsed().as_secs_f64();
         let logged = step % config.log_every == 0 || step == config.steps;
         if logged {
-            let evaluation = run.evaluate();
+            let evaluation = evaluate(&run, step)?;
             last_record = MetricsRecord::new(
                 step,
                 Some(report),
