@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::sandbox::{SandboxDataConfig, SandboxKind, ViewConfig};
 use crate::diagnostics::KnnConfig;
-use crate::method::step::OptimizerConfig;
+use crate::method::OptimizerConfig;
 use crate::method::{CentroidMode, Dynamics, Force};
 use crate::model::SandboxNetConfig;
 
@@ -185,7 +185,7 @@ pub enum ConfigError {
     UnknownPreset { name: String, available: String },
 }
 
-fn check(
+pub fn check(
     ok: bool,
     key: &'static str,
     value: impl std::fmt::Display,
@@ -394,7 +394,7 @@ impl SimConfig {
 }
 
 /// `base` with every key of `overrides` laid over it, tables merged key by key.
-fn merge_tables(mut base: toml::Table, overrides: toml::Table) -> toml::Table {
+pub fn merge_tables(mut base: toml::Table, overrides: toml::Table) -> toml::Table {
     for (key, value) in overrides {
         match (base.remove(&key), value) {
             (Some(toml::Value::Table(inner)), toml::Value::Table(over)) => {

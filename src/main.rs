@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod cli;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -39,6 +41,29 @@ enum Command {
     Bench {
         #[command(subcommand)]
         which: BenchCommand,
+    },
+    /// Pretrain an image encoder with MSBReg, headless, and write a run folder.
+    Train(Box<cli::TrainArgs>),
+    /// kNN and linear-probe accuracy of a run's encoder (at its last checkpoint).
+    Eval {
+        /// The run folder.
+        #[arg(long, value_name = "DIR")]
+        run: PathBuf,
+        /// Labelled training images used as the kNN bank and the probe's training set.
+        #[arg(long, default_value_t = 60_000)]
+        max_train: usize,
+        /// Passes of the linear probe over its training set.
+        #[arg(long, default_value_t = 30)]
+        probe_epochs: usize,
+    },
+    /// Write vectors.tsv + metadata.tsv of a run's encoder features for the TensorBoard
+    /// Embedding Projector.
+    Export {
+        #[arg(long, value_name = "DIR")]
+        run: PathBuf,
+        /// At most this many (test) images.
+        #[arg(long, default_value_t = 5000)]
+        limit: usize,
     },
     /// List the wgpu adapters and the backend `auto` would take.
     Backends,
@@ -92,6 +117,7 @@ enum BenchCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    pin_default_device(cli.backend);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -119,6 +145,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
         Some(Command::Simulate(args)) => simulate(cli.backend, &args),
+        Some(Command::Train(args)) => {
+            let backend = backend::select(cli.backend)?;
+            cli::train_command(&backend, &args, || {
+                next_free_dir(Path::new("runs"), "train")
+            })
+        }
+        Some(Command::Eval {
+            run,
+            max_train,
+            probe_epochs,
+        }) => cli::eval_command(
+            &backend::select(cli.backend)?,
+            &run,
+            max_train,
+            probe_epochs,
+        ),
+        Some(Command::Export { run, limit }) => {
+            cli::export_command(&backend::select(cli.backend)?, &run, limit)
+        }
         Some(Command::Bench { which }) => match which {
             BenchCommand::Sandbox { seconds } => {
                 let only = match cli.backend {
@@ -142,6 +187,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("auto: {}", chosen.describe());
             Ok(())
         }
+    }
+}
+
+/// Makes burn's `Device::default()` the CPU when training will run on the CPU.
+///
+/// A few burn paths create tensors on the default device rather than a given one (loading an
+/// optimiser record does, when a run resumes), and the default prefers wgpu: on a machine
+/// without a GPU that starts a software Vulkan device for nothing, or fails where there is no
+/// Vulkan driver at all. `BURN_DEVICE` is the switch burn reads.
+#[allow(unsafe_code)]
+fn pin_default_device(choice: BackendChoice) {
+    let cpu = match choice {
+        BackendChoice::Cpu => true,
+        BackendChoice::Gpu => false,
+        BackendChoice::Auto => !backend::probe_adapters()
+            .iter()
+            .any(backend::AdapterSummary::is_hardware),
+    };
+    if cpu && std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: called first thing in `main`, before this program starts any thread, so no
+        // other thread can read the environment while it changes.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
 }
 

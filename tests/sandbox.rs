@@ -147,7 +147,7 @@ fn a_run_folder_holds_config_metrics_and_embeddings() {
 fn a_nan_loss_stops_the_run_and_keeps_what_was_written() {
     let mut config = short_config(2);
     // Plain SGD at an absurd rate: the weights overflow within a few steps.
-    config.optimizer.kind = msbreg::method::step::OptimizerKind::Sgd;
+    config.optimizer.kind = msbreg::method::OptimizerKind::Sgd;
     config.optimizer.momentum = 0.0;
     config.learning_rate = 1e30;
     config.log_every = 1;

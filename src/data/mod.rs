@@ -1,7 +1,16 @@
-//! Data: the sandbox's synthetic labelled point sets and their views, and the seeded random
-//! streams every run draws from.
+//! Data: the sandbox's synthetic labelled point sets and their views; image sets (built-in,
+//! IDX, CIFAR, STL-10, image folders) behind the `Dataset` trait; multi-view augmentation and
+//! the loader thread; and the seeded random streams every run draws from.
 
+pub mod augment;
+pub mod builtin;
+pub mod cifar;
+pub mod folder;
+pub mod idx;
+pub mod images;
+pub mod loader;
 pub mod sandbox;
+pub mod source;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -75,7 +75,9 @@ pub fn uniformity(unit_rows: &[f32], d: usize) -> f64 {
     if n < 2 {
         return 0.0;
     }
-    let total: f64 = (0..n)
+    // Row sums in parallel, then added in row order: the same value on every run (a parallel
+    // reduction would add in a thread-dependent order).
+    let row_sums: Vec<f64> = (0..n)
         .into_par_iter()
         .map(|i| {
             let zi = &unit_rows[i * d..(i + 1) * d];
@@ -84,7 +86,8 @@ pub fn uniformity(unit_rows: &[f32], d: usize) -> f64 {
                 .map(|j| (-2.0 * squared_distance(zi, &unit_rows[j * d..(j + 1) * d])).exp())
                 .sum::<f64>()
         })
-        .sum();
+        .collect();
+    let total: f64 = row_sums.iter().sum();
     (total / (n * (n - 1)) as f64).ln()
 }
 

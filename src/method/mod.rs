@@ -1,5 +1,6 @@
 //! The physics of MSBReg: the three forces as loss terms (`forces`), the delayed-parameter
-//! target network (`ema`), and one training step over any embedder (`step`).
+//! target network (`ema`), one training step over any embedder (`step`), the optimisers
+//! (`optim`) and the learning-rate and `tau` schedules (`schedule`).
 //!
 //! Nothing here knows about data formats, threads or the UI: a step takes a batch of views
 //! already on the device, the current [`Dynamics`] and a learning rate, and returns the
@@ -7,7 +8,10 @@
 
 pub mod ema;
 pub mod forces;
+pub mod optim;
+pub mod schedule;
 pub mod step;
 
 pub use forces::{CentroidMode, Dynamics, Force};
-pub use step::{Embedder, Learner, OptimizerConfig, StepError, StepReport};
+pub use optim::{OptimizerConfig, OptimizerKind};
+pub use step::{Embedder, Learner, StepError, StepReport};

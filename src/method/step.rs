@@ -12,13 +12,13 @@
 //! 5. backward, optimiser step, then the EMA update of the target.
 
 use burn::module::{Module, ModuleDisplay};
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::ema::ema_update;
 use super::forces::{Dynamics, loss_terms, normalize};
+use super::optim::OptimizerConfig;
 use crate::model::Mlp;
 
 /// Anything that maps a batch of inputs to projections, so that one step serves the sandbox's
@@ -62,60 +62,6 @@ impl<E: Embedder> Online<E> {
     /// - output: `[B, D]`
     pub fn embed(&self, input: E::Input, predictor: bool) -> Tensor<2> {
         self.head(self.embedder.project(input), predictor)
-    }
-}
-
-/// The optimiser and its hyper-parameters other than the learning rate.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OptimizerConfig {
-    pub kind: OptimizerKind,
-    /// Momentum for SGD (ignored by AdamW).
-    pub momentum: f64,
-    /// Decoupled weight decay (AdamW) or L2 penalty (SGD).
-    pub weight_decay: f32,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OptimizerKind {
-    #[default]
-    Adamw,
-    Sgd,
-}
-
-impl Default for OptimizerConfig {
-    fn default() -> Self {
-        Self {
-            kind: OptimizerKind::Adamw,
-            momentum: 0.9,
-            weight_decay: 0.0,
-        }
-    }
-}
-
-impl OptimizerConfig {
-    pub fn build(&self) -> ModuleOptimizer {
-        match self.kind {
-            OptimizerKind::Adamw => AdamWConfig::new()
-                .with_weight_decay(self.weight_decay)
-                .init(),
-            OptimizerKind::Sgd => {
-                let momentum = (self.momentum > 0.0).then_some(MomentumConfig {
-                    momentum: self.momentum,
-                    dampening: 0.0,
-                    nesterov: false,
-                });
-                let weight_decay =
-                    (self.weight_decay > 0.0).then_some(burn::optim::decay::WeightDecayConfig {
-                        penalty: self.weight_decay,
-                    });
-                SgdConfig::new()
-                    .with_momentum(momentum)
-                    .with_weight_decay(weight_decay)
-                    .init()
-            }
-        }
     }
 }
 
@@ -167,15 +113,34 @@ impl<E: Embedder> Learner<E> {
     /// A learner over `online`, whose parameters must live on an autodiff device.
     pub fn new(online: Online<E>, optimizer: &OptimizerConfig) -> Self {
         Self {
+            optimizer: optimizer.build(&online),
             online,
             target: None,
-            optimizer: optimizer.build(),
             before_update: None,
         }
     }
 
     pub fn online(&self) -> &Online<E> {
         &self.online
+    }
+
+    /// The EMA target, once EMA has been on.
+    pub fn target(&self) -> Option<&E> {
+        self.target.as_ref()
+    }
+
+    pub fn optimizer(&self) -> &ModuleOptimizer {
+        &self.optimizer
+    }
+
+    /// A learner restored from a checkpoint's parts.
+    pub fn from_parts(online: Online<E>, target: Option<E>, optimizer: ModuleOptimizer) -> Self {
+        Self {
+            online,
+            target,
+            optimizer,
+            before_update: None,
+        }
     }
 
     /// One training step.

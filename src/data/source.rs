@@ -1,0 +1,183 @@
+//! Where a run's images come from: a [`DataSource`] names a built-in set or a format and a
+//! path, and [`DataSource::load`] turns it into [`Splits`].
+//!
+//! On the command line a source is written `NAME` or `NAME:PATH`: `shapes`, `digits`,
+//! `fashion-mnist` (Debian's `dataset-fashion-mnist` when no path is given), `mnist:DIR`,
+//! `cifar10:DIR`, `cifar100:DIR`, `stl10:DIR`, `folder:DIR`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::images::{DataError, Splits};
+use super::{builtin, cifar, folder, idx};
+
+/// Debian's `dataset-fashion-mnist` package installs here.
+pub const DEBIAN_FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+const FASHION_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// Procedural coloured shapes, generated from the seed (the default).
+    #[default]
+    Shapes,
+    /// The UCI handwritten digits, embedded.
+    Digits,
+    /// Fashion-MNIST in the MNIST layout.
+    FashionMnist,
+    /// Any MNIST-layout folder (MNIST, KMNIST, ...).
+    Mnist,
+    Cifar10,
+    Cifar100,
+    Stl10,
+    /// A folder of PNG/JPEG images, one subfolder per class or flat.
+    Folder,
+}
+
+impl SourceKind {
+    pub const ALL: [Self; 8] = [
+        Self::Shapes,
+        Self::Digits,
+        Self::FashionMnist,
+        Self::Mnist,
+        Self::Cifar10,
+        Self::Cifar100,
+        Self::Stl10,
+        Self::Folder,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Shapes => "shapes",
+            Self::Digits => "digits",
+            Self::FashionMnist => "fashion-mnist",
+            Self::Mnist => "mnist",
+            Self::Cifar10 => "cifar10",
+            Self::Cifar100 => "cifar100",
+            Self::Stl10 => "stl10",
+            Self::Folder => "folder",
+        }
+    }
+
+    /// Whether the images come from files the user points at.
+    pub fn needs_path(self) -> bool {
+        matches!(
+            self,
+            Self::Mnist | Self::Cifar10 | Self::Cifar100 | Self::Stl10 | Self::Folder
+        )
+    }
+}
+
+/// A data source and its settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSource {
+    pub kind: SourceKind,
+    /// The folder, for sources read from files (`fashion-mnist` defaults to Debian's path).
+    pub path: Option<PathBuf>,
+    /// `shapes`: images in the training split.
+    pub shapes_train: usize,
+    /// `shapes`: images in the test split.
+    pub shapes_test: usize,
+    /// `folder`: the side every image is resized to.
+    pub image_side: usize,
+}
+
+impl Default for DataSource {
+    fn default() -> Self {
+        Self {
+            kind: SourceKind::Shapes,
+            path: None,
+            shapes_train: 10_000,
+            shapes_test: 2_000,
+            image_side: 32,
+        }
+    }
+}
+
+impl DataSource {
+    /// Parses `NAME` or `NAME:PATH`.
+    pub fn parse(spec: &str) -> Result<Self, DataError> {
+        let (name, path) = match spec.split_once(':') {
+            Some((name, path)) => (name, Some(PathBuf::from(path))),
+            None => (spec, None),
+        };
+        let kind = SourceKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| DataError::NotFound {
+                what: format!("the data source `{name}`"),
+                hint: format!(
+                    "the sources are {}; file-backed ones take a folder as NAME:DIR",
+                    SourceKind::ALL.map(SourceKind::name).join(", ")
+                ),
+            })?;
+        Ok(Self {
+            kind,
+            path,
+            ..Self::default()
+        })
+    }
+
+    /// One line for logs: `cifar10:/data/cifar-10-batches-bin`.
+    pub fn describe(&self) -> String {
+        match &self.path {
+            Some(path) => format!("{}:{}", self.kind.name(), path.display()),
+            None => self.kind.name().to_owned(),
+        }
+    }
+
+    fn require_path(&self) -> Result<&Path, DataError> {
+        self.path.as_deref().ok_or_else(|| DataError::NotFound {
+            what: format!("a folder for `{}`", self.kind.name()),
+            hint: format!("write the source as {}:DIR", self.kind.name()),
+        })
+    }
+
+    /// Loads the splits. `seed` draws the procedural sets.
+    pub fn load(&self, seed: u64) -> Result<Splits, DataError> {
+        match self.kind {
+            SourceKind::Shapes => Ok(builtin::shapes(seed, self.shapes_train, self.shapes_test)),
+            SourceKind::Digits => builtin::digits(),
+            SourceKind::FashionMnist => {
+                let folder = self
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(DEBIAN_FASHION_MNIST));
+                if !folder.is_dir() {
+                    return Err(DataError::NotFound {
+                        what: format!("Fashion-MNIST at {}", folder.display()),
+                        hint: "on Debian or Ubuntu: `sudo apt-get install dataset-fashion-mnist`; \
+                               otherwise download the four *-ubyte.gz files from \
+                               github.com/zalandoresearch/fashion-mnist into a folder and use \
+                               fashion-mnist:DIR"
+                            .to_owned(),
+                    });
+                }
+                let names: Vec<String> = FASHION_CLASSES.iter().map(|s| (*s).to_owned()).collect();
+                idx::load(&folder, "fashion-mnist", &names)
+            }
+            SourceKind::Mnist => {
+                let names: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+                idx::load(self.require_path()?, "mnist", &names)
+            }
+            SourceKind::Cifar10 => cifar::load_cifar10(self.require_path()?),
+            SourceKind::Cifar100 => cifar::load_cifar100(self.require_path()?),
+            SourceKind::Stl10 => cifar::load_stl10(self.require_path()?),
+            SourceKind::Folder => folder::load(self.require_path()?, self.image_side),
+        }
+    }
+}
