@@ -108,6 +108,33 @@ enum BenchCommand {
         #[arg(long)]
         cpu_only: bool,
     },
+    /// Images/s of the MSBReg training step (random inputs, and fed by the loader), with
+    /// PyTorch eager's on the same workload when --torch is given.
+    Train {
+        /// The encoder: cnn (the tiny workload) or resnet18.
+        #[arg(long, value_enum, default_value_t = msbreg::model::EncoderKind::Cnn)]
+        model: msbreg::model::EncoderKind,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[arg(long, default_value_t = 2)]
+        views: usize,
+        /// Timed steps (after two warm-up steps).
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// A Python with PyTorch, to run the reference in the same invocation.
+        #[arg(long, value_name = "PYTHON")]
+        torch: Option<PathBuf>,
+        /// The reference script.
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "../shared/bench/torch_step.py"
+        )]
+        torch_script: PathBuf,
+        /// The reference's device: cpu or cuda.
+        #[arg(long, default_value = "cpu")]
+        torch_device: String,
+    },
     /// nalgebra's eigen-solver against burn-linalg's SVD for D x D covariances.
     Spectrum {
         #[arg(long, value_delimiter = ',', default_value = "64,256,512,1024,2048")]
@@ -174,6 +201,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             BenchCommand::Spectrum { dims } => msbreg::bench::run_spectrum(&dims),
             BenchCommand::Backends { cpu_only } => msbreg::bench::run_backends(!cpu_only),
+            BenchCommand::Train {
+                model,
+                batch,
+                views,
+                steps,
+                torch,
+                torch_script,
+                torch_device,
+            } => msbreg::bench::run_train_bench(
+                &backend::select(cli.backend)?,
+                &msbreg::bench::TrainBenchOptions {
+                    encoder: model,
+                    batch_size: batch,
+                    views,
+                    steps,
+                    torch: torch.map(|python| (python, torch_script)),
+                    torch_device,
+                },
+            ),
         },
         Some(Command::Backends) => {
             let adapters = backend::probe_adapters();

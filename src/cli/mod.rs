@@ -149,37 +149,34 @@ pub fn train_command(
     args: &TrainArgs,
     default_out: impl FnOnce() -> anyhow::Result<PathBuf>,
 ) -> anyhow::Result<()> {
-    let (mut run, out) = match &args.resume {
-        Some(dir) => {
-            let run = resume(dir, &backend.device)?;
-            eprintln!(
-                "resuming {} at step {} of {}",
-                dir.display(),
-                run.steps_done(),
-                run.total_steps()
-            );
-            (run, dir.clone())
-        }
-        None => {
-            let config = resolve_config(args)?;
-            let out = match &args.out {
-                Some(out) => out.clone(),
-                None => default_out()?,
-            };
-            prepare_out_dir(&out, args.overwrite)?;
-            if args.overwrite {
-                for stale in ["metrics.jsonl", "checkpoints"] {
-                    let path = out.join(stale);
-                    if path.is_dir() {
-                        std::fs::remove_dir_all(&path)?;
-                    } else if path.exists() {
-                        std::fs::remove_file(&path)?;
-                    }
+    let (mut run, out) = if let Some(dir) = &args.resume {
+        let run = resume(dir, &backend.device)?;
+        eprintln!(
+            "resuming {} at step {} of {}",
+            dir.display(),
+            run.steps_done(),
+            run.total_steps()
+        );
+        (run, dir.clone())
+    } else {
+        let config = resolve_config(args)?;
+        let out = match &args.out {
+            Some(out) => out.clone(),
+            None => default_out()?,
+        };
+        prepare_out_dir(&out, args.overwrite)?;
+        if args.overwrite {
+            for stale in ["metrics.jsonl", "checkpoints"] {
+                let path = out.join(stale);
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path)?;
+                } else if path.exists() {
+                    std::fs::remove_file(&path)?;
                 }
             }
-            eprintln!("loading {} ...", config.data.describe());
-            (ImageRun::new(config, &backend.device)?, out)
         }
+        eprintln!("loading {} ...", config.data.describe());
+        (ImageRun::new(config, &backend.device)?, out)
     };
     let config = run.config().clone();
     eprintln!("backend: {}", backend.describe());

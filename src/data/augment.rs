@@ -61,7 +61,7 @@ impl Default for AugmentConfig {
 
 /// The random stream of view `view` of batch slot `slot` at step `step`.
 pub fn view_rng(seed: u64, step: u64, slot: usize, view: usize) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_a11_0f_b10b);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5_eeda_110f_b10b);
     rng.set_stream((step << 24) | ((slot as u64 & 0xf_ffff) << 4) | (view as u64 & 0xf));
     rng
 }
@@ -291,7 +291,7 @@ fn blur(planes: &mut Planes, sigma: f32) {
         .map(|k| (-(k * k) as f32 / (2.0 * sigma * sigma)).exp())
         .collect();
     let total: f32 = weights.iter().sum();
-    let side = planes.side as isize;
+    let side = isize::try_from(planes.side).unwrap_or(isize::MAX);
     let mut tmp = planes.data.clone();
     for c in 0..planes.channels {
         let base = c * planes.side * planes.side;

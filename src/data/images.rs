@@ -74,7 +74,7 @@ impl ImageSet {
             path: source.to_owned(),
             problem,
         };
-        if shape.is_empty() || pixels.len() % shape.len() != 0 {
+        if shape.is_empty() || !pixels.len().is_multiple_of(shape.len()) {
             return Err(format(format!(
                 "{} bytes of pixels is not a whole number of {shape} images",
                 pixels.len()
@@ -104,6 +104,7 @@ impl ImageSet {
     }
 
     /// The images at `indices`, in that order.
+    #[must_use]
     pub fn subset(&self, indices: &[usize]) -> Self {
         let size = self.shape.len();
         let mut pixels = Vec::with_capacity(indices.len() * size);

@@ -134,8 +134,9 @@ pub struct ResNet18 {
     blocks: Vec<BasicBlock>,
 }
 
-/// The encoder f.
+/// The encoder f. (One per network, never in a collection: the variants' sizes do not matter.)
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Encoder {
     Mlp(Mlp),
     Cnn(SmallCnn),

@@ -23,6 +23,9 @@ pub fn features(run: &ImageRun, set: &ImageSet) -> Result<(Vec<f32>, usize), Ste
     Ok((rows, dim))
 }
 
+/// Mini-batch size of the linear probe.
+const PROBE_BATCH: usize = 256;
+
 /// Top-1 accuracy of a linear classifier trained on frozen, standardised features.
 ///
 /// AdamW (lr 1e-3, no weight decay), mini-batches of 256, `epochs` passes, seeded.
@@ -74,10 +77,9 @@ pub fn linear_probe(
     let optimizer: &mut burn::optim::ModuleOptimizer = &mut optimizer;
     let mut order: Vec<usize> = (0..n).collect();
     let mut shuffle = rng(seed, Stream::Batches);
-    const BATCH: usize = 256;
     for _ in 0..epochs {
         order.shuffle(&mut shuffle);
-        for chunk in order.chunks(BATCH) {
+        for chunk in order.chunks(PROBE_BATCH) {
             let x: Vec<f32> = chunk
                 .iter()
                 .flat_map(|&i| train[i * dim..(i + 1) * dim].iter().copied())

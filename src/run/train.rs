@@ -173,6 +173,7 @@ impl TrainConfig {
         Ok(config)
     }
 
+    #[allow(clippy::too_many_lines)] // one flat check per key reads best as one list
     pub fn validate(&self) -> Result<(), ConfigError> {
         check(self.epochs >= 1, "epochs", self.epochs, "at least 1 epoch")?;
         check(
@@ -814,6 +815,7 @@ fn append_record(path: &Path, record: &TrainRecord) -> Result<(), TrainError> {
 
 /// Trains `run` from its current step, writing into `out`, until the end (or
 /// `options.stop_after`).
+#[allow(clippy::too_many_lines)] // the training loop, read top to bottom
 pub fn train(
     run: &mut ImageRun,
     out: &Path,
@@ -882,8 +884,8 @@ pub fn train(
             window_start = Instant::now();
             window_steps = 0;
         }
-        let evaluate_now = step % eval_every == 0 || step == run.total_steps;
-        let log_now = evaluate_now || step % config.log_every as u64 == 0;
+        let evaluate_now = step.is_multiple_of(eval_every) || step == run.total_steps;
+        let log_now = evaluate_now || step.is_multiple_of(config.log_every as u64);
         if log_now {
             let diagnostics = if evaluate_now {
                 run.evaluate().map_err(|reason| TrainError::Step {
@@ -914,7 +916,7 @@ pub fn train(
             last = Some(record);
         }
         let checkpoint_every = config.checkpoint.every_steps as u64;
-        if (checkpoint_every > 0 && step % checkpoint_every == 0) || step == end {
+        if (checkpoint_every > 0 && step.is_multiple_of(checkpoint_every)) || step == end {
             run.save_checkpoint(out)?;
         }
         on_progress(&TrainProgress {
