@@ -557,3 +557,24 @@ fn train_rejects_bad_settings_by_name() {
     let err = fail(&["train", "--resume", "nowhere"]);
     assert!(err.contains("nowhere"), "{err}");
 }
+
+/// The real Fashion-MNIST files of Debian's `dataset-fashion-mnist` (installed by `.ci/run`).
+#[test]
+fn fashion_mnist_from_the_debian_package() {
+    let source = DataSource::parse("fashion-mnist").expect("parses");
+    let splits = source.load(0).unwrap_or_else(|err| {
+        panic!("{err} (this test needs Debian's dataset-fashion-mnist, which .ci/run installs)")
+    });
+    assert_eq!(splits.train.shape, ImageShape::new(28, 28, 1));
+    assert_eq!(splits.train.len(), 60_000);
+    assert_eq!(splits.test.as_ref().map(Dataset::len), Some(10_000));
+    assert_eq!(splits.train.class_names[9], "Ankle boot");
+    for class in 0..10 {
+        let count = splits
+            .train
+            .labels
+            .as_ref()
+            .map(|l| l.iter().filter(|&&x| x == class).count());
+        assert_eq!(count, Some(6000), "class {class}");
+    }
+}
