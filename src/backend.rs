@@ -47,6 +47,9 @@ pub struct Backend {
     pub adapter: String,
     /// Why this backend was taken, in a sentence.
     pub reason: String,
+    /// The wgpu instance, adapter, device and queue burn trains on (wgpu only): the app
+    /// hands them to eframe so that training and rendering share one device.
+    pub wgpu_setup: Option<burn::tensor::wgpu::WgpuSetup>,
 }
 
 impl Backend {
@@ -56,6 +59,7 @@ impl Backend {
             kind: BackendKind::Flex,
             adapter: format!("CPU, {} threads", rayon::current_num_threads()),
             reason: reason.into(),
+            wgpu_setup: None,
         }
     }
 
@@ -150,9 +154,9 @@ fn wgpu_backend(adapter: &AdapterSummary, reason: String) -> Result<Backend, Bac
     if let Some(backend) = cached.as_ref() {
         return Ok(backend.clone());
     }
-    let device = Device::wgpu_options()
+    let (device, setup) = Device::wgpu_options()
         .device_kind(adapter.kind.clone())
-        .init()
+        .init_with_setup()
         .map_err(|err| BackendError::Init {
             adapter: adapter.describe(),
             message: err.to_string(),
@@ -162,6 +166,7 @@ fn wgpu_backend(adapter: &AdapterSummary, reason: String) -> Result<Backend, Bac
         kind: BackendKind::Wgpu,
         adapter: adapter.describe(),
         reason,
+        wgpu_setup: Some(setup),
     };
     *cached = Some(backend.clone());
     Ok(backend)

@@ -8,6 +8,7 @@
 //! measures) -> `run` (the loop, metrics and outputs), with `backend` choosing the device once
 //! at start-up.
 
+pub mod app;
 pub mod backend;
 pub mod bench;
 pub mod config;
@@ -15,4 +16,6 @@ pub mod data;
 pub mod diagnostics;
 pub mod method;
 pub mod model;
+pub mod projection;
+pub mod render;
 pub mod run;

@@ -1,4 +1,5 @@
-//! The `msbreg` command line: the default job, `simulate`, `bench` and `backends`.
+//! The `msbreg` command line: the app (the default), `simulate`, `train`, `eval`, `export`,
+//! `bench` and `backends`.
 //! Errors reach the user here once, as one message naming the problem and the fix.
 
 use std::path::{Path, PathBuf};
@@ -22,8 +23,8 @@ use msbreg::run::simulate::{Progress, prepare_out_dir};
     version,
     about = "Watch and steer the embedding dynamics of self-supervised learning (MSBReg)",
     long_about = "Watch and steer the embedding dynamics of self-supervised learning (MSBReg).\n\n\
-                  Without a subcommand, runs the default job: the `msbreg` preset of the \
-                  particle sandbox, written to a new folder under ./runs."
+                  Without a subcommand, opens the app on the built-in shapes images with the \
+                  `msbreg` preset, training on the best backend there is."
 )]
 struct Cli {
     /// Where to train: wgpu on a hardware GPU when there is one, else the CPU.
@@ -35,6 +36,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Open the app (the default without a subcommand).
+    App(AppArgs),
     /// Train the particle sandbox headless and write a run folder.
     Simulate(SimulateArgs),
     /// Measure speed, with ratios against a reference measured in the same run.
@@ -67,6 +70,19 @@ enum Command {
     },
     /// List the wgpu adapters and the backend `auto` would take.
     Backends,
+}
+
+#[derive(clap::Args, Default)]
+struct AppArgs {
+    /// Start on the particle sandbox (Gaussian blobs) instead of the shapes images.
+    #[arg(long)]
+    sandbox: bool,
+    /// Open paused (press Start or Space to train).
+    #[arg(long)]
+    paused: bool,
+    /// The seed of the first run.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(clap::Args)]
@@ -156,21 +172,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        None => {
-            let out = next_free_dir(Path::new("runs"), "msbreg")?;
-            simulate(
-                cli.backend,
-                &SimulateArgs {
-                    preset: "msbreg".to_owned(),
-                    config: None,
-                    steps: None,
-                    seed: None,
-                    out: Some(out),
-                    overwrite: false,
-                    list_presets: false,
-                },
-            )
-        }
+        None => open_app(cli.backend, &AppArgs::default()),
+        Some(Command::App(args)) => open_app(cli.backend, &args),
         Some(Command::Simulate(args)) => simulate(cli.backend, &args),
         Some(Command::Train(args)) => {
             let backend = backend::select(cli.backend)?;
@@ -234,6 +237,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn open_app(choice: BackendChoice, args: &AppArgs) -> anyhow::Result<()> {
+    let backend = backend::select(choice)?;
+    eprintln!("msbreg: training on {}", backend.describe());
+    let mut settings = if args.sandbox {
+        msbreg::app::WorkloadSettings::sandbox(msbreg::data::sandbox::SandboxKind::Gaussians)
+    } else {
+        msbreg::app::WorkloadSettings::default()
+    };
+    settings.seed = args.seed;
+    msbreg::app::run_app(msbreg::app::AppOptions {
+        backend,
+        settings,
+        running: !args.paused,
+    })
 }
 
 /// Makes burn's `Device::default()` the CPU when training will run on the CPU.

@@ -6,6 +6,7 @@
 //! thread will drive the same [`SandboxRun`] between commands.
 
 pub mod evaluate;
+pub mod live;
 pub mod metrics;
 pub mod sandbox;
 pub mod simulate;

@@ -87,6 +87,25 @@ impl SandboxRun {
         self.config.dynamics = dynamics;
     }
 
+    /// Takes effect on the next step.
+    pub fn set_learning_rate(&mut self, learning_rate: f64) {
+        self.config.learning_rate = learning_rate;
+    }
+
+    /// Unit embeddings of the evaluation points and of their two fixed views, row-major
+    /// `[eval_size, D]` each: what the app draws, without the kNN bank.
+    ///
+    /// # Errors
+    /// When the embeddings cannot be read back from the device.
+    pub fn display_embeddings(&self) -> Result<[Vec<f32>; 3], StepError> {
+        let online = self.learner.online().valid();
+        Ok([
+            self.embed(&online, &self.eval.points)?,
+            self.embed(&online, &self.eval_view_a)?,
+            self.embed(&online, &self.eval_view_b)?,
+        ])
+    }
+
     pub fn eval_set(&self) -> &PointSet {
         &self.eval
     }

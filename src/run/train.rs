@@ -618,6 +618,39 @@ impl ImageRun {
         self.embed_set(set, None, |online, x| online.embedder.features(x))
     }
 
+    /// Takes effect on the next step (the `tau` schedule, if any, still applies).
+    pub fn set_dynamics(&mut self, dynamics: Dynamics) {
+        self.config.dynamics = dynamics;
+    }
+
+    /// The peak learning rate of the schedule; takes effect on the next step.
+    pub fn set_learning_rate(&mut self, learning_rate: f64) {
+        self.config.learning_rate = learning_rate;
+    }
+
+    /// The held-out images the app shows (at most `count` of the evaluation queries, or of
+    /// the training images when there is no labelled test split).
+    pub fn display_set(&self, count: usize) -> ImageSet {
+        let set = match &self.eval {
+            Some(eval) => &eval.queries,
+            None => self.plan.images.as_ref(),
+        };
+        let take: Vec<usize> = (0..set.len().min(count)).collect();
+        set.subset(&take)
+    }
+
+    /// Unit online embeddings (with the predictor when it is on) of the plain images of `set`
+    /// and of two fixed augmented views of each, row-major `[len, D]` each.
+    pub fn display_embeddings(&self, set: &ImageSet) -> Result<[Vec<f32>; 3], StepError> {
+        let predictor = self.config.dynamics.predictor;
+        let embed = |online: &Online<ImageNet>, x: Tensor<4>| online.embed(x, predictor);
+        Ok([
+            self.embed_set(set, None, embed)?,
+            self.embed_set(set, Some(0), embed)?,
+            self.embed_set(set, Some(1), embed)?,
+        ])
+    }
+
     /// kNN accuracy of the encoder's features and the diagnostics of the normalised online
     /// embeddings, on the held-out queries; `None` when the data has no labelled test split.
     pub fn evaluate(&self) -> Result<Option<Diagnostics>, StepError> {

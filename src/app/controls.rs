@@ -1,0 +1,345 @@
+//! The left panel: what to train (dataset, model, views, batch, seed), run controls, the three
+//! forces with switches and log-scale weights, predictor / EMA / tau / learning rate, presets.
+//! Every change becomes one [`Command`].
+
+use eframe::egui;
+
+use super::MsbregApp;
+use crate::config::{Preset, SimConfig};
+use crate::data::sandbox::SandboxKind;
+use crate::data::source::{DataSource, SourceKind};
+use crate::method::forces::CentroidMode;
+use crate::model::EncoderKind;
+use crate::run::live::{Command, Workload};
+use crate::run::train::TrainConfig;
+
+/// The datasets the app offers, the built-in ones first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DataChoice {
+    /// Procedural coloured shapes, 32x32 RGB, 10 classes.
+    #[default]
+    Shapes,
+    /// UCI handwritten digits, 8x8, embedded.
+    Digits,
+    /// Debian's dataset-fashion-mnist, when installed.
+    FashionMnist,
+    /// Sandbox: 8 Gaussian blobs on a circle (plus style noise).
+    SandboxGaussians,
+    /// Sandbox: concentric rings.
+    SandboxRings,
+}
+
+impl DataChoice {
+    pub const ALL: [Self; 5] = [
+        Self::Shapes,
+        Self::Digits,
+        Self::FashionMnist,
+        Self::SandboxGaussians,
+        Self::SandboxRings,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Shapes => "Shapes (built-in images)",
+            Self::Digits => "Digits (built-in 8x8)",
+            Self::FashionMnist => "Fashion-MNIST",
+            Self::SandboxGaussians => "Sandbox: Gaussian blobs",
+            Self::SandboxRings => "Sandbox: rings",
+        }
+    }
+
+    pub fn is_sandbox(self) -> bool {
+        matches!(self, Self::SandboxGaussians | Self::SandboxRings)
+    }
+}
+
+/// Encoders for image data (the sandbox always uses its MLP).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ModelChoice {
+    #[default]
+    Cnn,
+    Mlp,
+    Resnet18,
+}
+
+impl ModelChoice {
+    pub const ALL: [Self; 3] = [Self::Cnn, Self::Mlp, Self::Resnet18];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Cnn => "Small CNN",
+            Self::Mlp => "MLP",
+            Self::Resnet18 => "ResNet-18 (GPU)",
+        }
+    }
+
+    fn encoder(self) -> EncoderKind {
+        match self {
+            Self::Cnn => EncoderKind::Cnn,
+            Self::Mlp => EncoderKind::Mlp,
+            Self::Resnet18 => EncoderKind::Resnet18,
+        }
+    }
+}
+
+/// What the left panel's "Run" section describes; changing any of it starts a fresh run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkloadSettings {
+    pub data: DataChoice,
+    pub model: ModelChoice,
+    /// M, views per image.
+    pub views: usize,
+    /// N, images per batch.
+    pub batch_size: usize,
+    pub seed: u64,
+}
+
+impl Default for WorkloadSettings {
+    /// Shapes, small CNN, the msbreg preset's 4 views, 64 images per batch: a few steps a
+    /// second on a laptop CPU, so the cloud moves from the first seconds.
+    fn default() -> Self {
+        Self {
+            data: DataChoice::Shapes,
+            model: ModelChoice::Cnn,
+            views: Preset::Msbreg.views(),
+            batch_size: 64,
+            seed: 0,
+        }
+    }
+}
+
+impl WorkloadSettings {
+    /// The sandbox defaults: 256 points per batch.
+    pub fn sandbox(kind: SandboxKind) -> Self {
+        Self {
+            data: match kind {
+                SandboxKind::Gaussians => DataChoice::SandboxGaussians,
+                SandboxKind::Rings => DataChoice::SandboxRings,
+            },
+            batch_size: 256,
+            ..Self::default()
+        }
+    }
+
+    /// The workload these settings describe, with the msbreg preset's forces.
+    pub fn workload(&self) -> Workload {
+        if self.data.is_sandbox() {
+            let mut config = SimConfig {
+                seed: self.seed,
+                batch_size: self.batch_size,
+                ..Preset::Msbreg.config()
+            };
+            config.views.count = self.views;
+            config.data.kind = if self.data == DataChoice::SandboxRings {
+                SandboxKind::Rings
+            } else {
+                SandboxKind::Gaussians
+            };
+            if config.data.kind == SandboxKind::Rings {
+                config.data.content_dim = 2;
+                config.data.classes = config.data.classes.min(4);
+            }
+            Workload::Sandbox(config)
+        } else {
+            let mut config = TrainConfig::from_preset(Preset::Msbreg);
+            config.seed = self.seed;
+            config.data = DataSource {
+                kind: match self.data {
+                    DataChoice::Digits => SourceKind::Digits,
+                    DataChoice::FashionMnist => SourceKind::FashionMnist,
+                    _ => SourceKind::Shapes,
+                },
+                ..DataSource::default()
+            };
+            config.model.encoder = self.model.encoder();
+            config.views = self.views;
+            config.batch_size = self.batch_size;
+            // An open-ended run: the schedule spans many epochs, the warm-up is short.
+            config.epochs = 1000;
+            config.warmup_epochs = 0.05;
+            config.eval.bank_size = 1000;
+            config.eval.query_size = crate::run::live::DISPLAY_POINTS;
+            Workload::Images(config)
+        }
+    }
+}
+
+/// The left panel.
+pub fn controls_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
+    ui.heading("msbreg");
+    run_controls_ui(app, ui);
+    ui.separator();
+    workload_ui(app, ui);
+    ui.separator();
+    forces_ui(app, ui);
+    ui.separator();
+    presets_ui(app, ui);
+}
+
+fn run_controls_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
+    let running = app.latest().is_some_and(|s| s.running);
+    ui.horizontal(|ui| {
+        let label = if running { "Pause" } else { "Start" };
+        if ui
+            .button(label)
+            .on_hover_text("Space: start or pause training")
+            .clicked()
+        {
+            app.send(if running { Command::Pause } else { Command::Run });
+        }
+        if ui.button("Step").on_hover_text("S: one training step").clicked() {
+            app.send(Command::Step);
+        }
+        if ui
+            .button("Reset")
+            .on_hover_text("R: a fresh run from the seed, keeping the forces")
+            .clicked()
+        {
+            app.send(Command::Reset);
+        }
+    });
+}
+
+fn workload_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
+    ui.label(egui::RichText::new("Data and model").strong());
+    let mut settings = app.settings;
+    egui::ComboBox::from_label("Dataset")
+        .selected_text(settings.data.label())
+        .show_ui(ui, |ui| {
+            for choice in DataChoice::ALL {
+                ui.selectable_value(&mut settings.data, choice, choice.label());
+            }
+        });
+    if settings.data != app.settings.data && settings.data.is_sandbox() != app.settings.data.is_sandbox() {
+        // Sandbox and images have different sensible batch sizes.
+        settings.batch_size = if settings.data.is_sandbox() { 256 } else { 64 };
+    }
+    ui.add_enabled_ui(!settings.data.is_sandbox(), |ui| {
+        egui::ComboBox::from_label("Model")
+            .selected_text(if settings.data.is_sandbox() {
+                "MLP (sandbox)"
+            } else {
+                settings.model.label()
+            })
+            .show_ui(ui, |ui| {
+                for choice in ModelChoice::ALL {
+                    ui.selectable_value(&mut settings.model, choice, choice.label());
+                }
+            });
+    });
+    ui.add(egui::Slider::new(&mut settings.views, 2..=8).text("Views M"));
+    ui.add(
+        egui::Slider::new(&mut settings.batch_size, 8..=1024)
+            .logarithmic(true)
+            .text("Batch size N"),
+    );
+    ui.horizontal(|ui| {
+        let label = ui.label("Seed");
+        ui.add(egui::DragValue::new(&mut settings.seed))
+            .labelled_by(label.id);
+    });
+    if settings != app.settings {
+        app.settings = settings;
+        let workload = with_dynamics(settings.workload(), app.dynamics);
+        app.learning_rate = workload.learning_rate();
+        app.send(Command::NewRun(Box::new(workload)));
+    }
+}
+
+/// `workload` with the forces now shown, so a new run keeps them (the learning rate is the
+/// workload's own: the sandbox and image runs want different ones).
+fn with_dynamics(workload: Workload, dynamics: crate::method::Dynamics) -> Workload {
+    match workload {
+        Workload::Sandbox(mut config) => {
+            config.dynamics = dynamics;
+            Workload::Sandbox(config)
+        }
+        Workload::Images(mut config) => {
+            config.dynamics = dynamics;
+            Workload::Images(config)
+        }
+    }
+}
+
+fn force_ui(ui: &mut egui::Ui, force: &mut crate::method::forces::Force, name: &str, help: &str) {
+    ui.checkbox(&mut force.on, name).on_hover_text(help);
+    ui.add_enabled(
+        force.on,
+        egui::Slider::new(&mut force.weight, 1e-3..=10.0)
+            .logarithmic(true)
+            .text(format!("{name} weight")),
+    );
+}
+
+fn forces_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
+    ui.label(egui::RichText::new("Forces").strong());
+    let mut dynamics = app.dynamics;
+    force_ui(
+        ui,
+        &mut dynamics.centroid,
+        "Attraction",
+        "Multiview centroid loss: pulls the views of one image together",
+    );
+    let mut leave_one_out = dynamics.centroid_mode == CentroidMode::LeaveOneOut;
+    ui.checkbox(&mut leave_one_out, "Leave-one-out centroid")
+        .on_hover_text("Each view is pulled to the centroid of the other views (BYOL-style)");
+    dynamics.centroid_mode = if leave_one_out {
+        CentroidMode::LeaveOneOut
+    } else {
+        CentroidMode::Mean
+    };
+    force_ui(
+        ui,
+        &mut dynamics.singular_value,
+        "Global dispersion",
+        "Singular value loss: spreads the cloud toward a uniform spectrum",
+    );
+    force_ui(
+        ui,
+        &mut dynamics.brownian,
+        "Local dispersion",
+        "Brownian loss: a random kick per image",
+    );
+    ui.checkbox(&mut dynamics.predictor, "Predictor")
+        .on_hover_text("Pass the online projection through the predictor head");
+    ui.checkbox(&mut dynamics.ema, "EMA target")
+        .on_hover_text("Targets from an exponential moving average of the online network");
+    ui.add_enabled(
+        dynamics.ema,
+        egui::Slider::new(&mut dynamics.tau, 0.0..=1.0)
+            .text("EMA tau")
+            .fixed_decimals(3),
+    );
+    let mut learning_rate = app.learning_rate;
+    ui.add(
+        egui::Slider::new(&mut learning_rate, 1e-5..=1e-1)
+            .logarithmic(true)
+            .text("Learning rate"),
+    );
+    if dynamics != app.dynamics {
+        app.dynamics = dynamics;
+        app.send(Command::SetDynamics(dynamics));
+    }
+    if learning_rate != app.learning_rate {
+        app.learning_rate = learning_rate;
+        app.send(Command::SetLearningRate(learning_rate));
+    }
+}
+
+fn presets_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
+    ui.label(egui::RichText::new("Presets").strong())
+        .on_hover_text("Set the forces of a preset on the run as it is (no reset)");
+    ui.horizontal_wrapped(|ui| {
+        for preset in Preset::ALL {
+            if ui
+                .button(preset.name())
+                .on_hover_text(preset.describe())
+                .clicked()
+            {
+                let dynamics = preset.dynamics();
+                app.dynamics = dynamics;
+                app.send(Command::SetDynamics(dynamics));
+            }
+        }
+    });
+}

@@ -1,0 +1,357 @@
+//! The desktop app: an eframe `App` that sends [`Command`]s to the trainer thread and draws
+//! the newest [`Snapshot`] it received.
+//!
+//! The UI is thin: each frame it drains the snapshot channel with `try_recv` (never waits),
+//! appends the new metrics to its [`History`], and lays out the panels: controls on the
+//! left (`controls`), plots on the right (`plots`), the particle view in the middle (`view`),
+//! a status line at the bottom. Every change the user makes becomes one `Command`; the
+//! trainer applies it before its next step.
+
+mod controls;
+mod plots;
+mod view;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eframe::{egui, egui_wgpu};
+
+use crate::backend::Backend;
+use crate::method::Dynamics;
+use crate::run::live::{Command, MetricsPoint, RunInfo, Snapshot, Trainer, Workload};
+
+pub use controls::{DataChoice, ModelChoice, WorkloadSettings};
+pub use view::{ViewMode, ViewSettings};
+
+/// What the app starts with.
+#[derive(Clone)]
+pub struct AppOptions {
+    pub backend: Backend,
+    pub settings: WorkloadSettings,
+    /// Train from the first frame.
+    pub running: bool,
+}
+
+/// Everything plotted, accumulated from the snapshots' metrics.
+#[derive(Default)]
+pub struct History {
+    pub losses: Vec<MetricsPoint>,
+    /// (step, effective rank, collapse level, uniformity, alignment)
+    pub diagnostics: Vec<(u64, f64, f64, f64, f64)>,
+    /// (step, kNN accuracy)
+    pub knn: Vec<(u64, f64)>,
+}
+
+impl History {
+    fn extend(&mut self, metrics: &[MetricsPoint]) {
+        for point in metrics {
+            if point.step > 0 && point.losses != crate::method::StepReport::default() {
+                self.losses.push(*point);
+            }
+            if let Some(d) = point.diagnostics {
+                self.diagnostics.push((
+                    point.step,
+                    d.effective_rank,
+                    d.collapse_level,
+                    d.uniformity,
+                    d.alignment,
+                ));
+            }
+            if let Some(acc) = point.knn_acc {
+                self.knn.push((point.step, acc));
+            }
+        }
+    }
+}
+
+/// Recent frame times, for the status line (p50 and p99 of the last few hundred frames).
+#[derive(Default)]
+struct FrameTimes {
+    secs: VecDeque<f64>,
+}
+
+impl FrameTimes {
+    const KEEP: usize = 300;
+
+    fn push(&mut self, secs: f64) {
+        if self.secs.len() == Self::KEEP {
+            self.secs.pop_front();
+        }
+        self.secs.push_back(secs);
+    }
+
+    /// The `q` quantile (0..=1) in milliseconds.
+    fn quantile_ms(&self, q: f64) -> f64 {
+        if self.secs.is_empty() {
+            return 0.0;
+        }
+        let mut sorted: Vec<f64> = self.secs.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+        sorted[index] * 1000.0
+    }
+}
+
+/// The app's state. Construct with [`MsbregApp::new`]; draw with [`MsbregApp::ui`].
+pub struct MsbregApp {
+    trainer: Option<Trainer>,
+    backend: Backend,
+    /// The workload settings as shown in the left panel.
+    pub settings: WorkloadSettings,
+    /// The forces and learning rate as shown (sent to the trainer on every change).
+    pub dynamics: Dynamics,
+    pub learning_rate: f64,
+    pub view: ViewSettings,
+    latest: Option<Snapshot>,
+    info: Option<Arc<RunInfo>>,
+    history: History,
+    /// The last error the trainer reported, shown in place until dismissed or a run starts.
+    error: Option<String>,
+    /// Every command sent, in order (the UI tests read it).
+    pub sent: Vec<Command>,
+    frame_times: FrameTimes,
+    last_frame: Option<Instant>,
+    /// Whether the wgpu particle renderer is installed (otherwise egui's painter draws).
+    gpu_view: bool,
+    thumbnails: view::Thumbnails,
+    /// Camera and hover state of the particle view.
+    camera: crate::render::Camera,
+}
+
+impl MsbregApp {
+    /// Starts the trainer on `options.backend`. `render_state` is eframe's wgpu state: when
+    /// given, the particle renderer is installed on its device.
+    pub fn new(
+        ctx: &egui::Context,
+        render_state: Option<&egui_wgpu::RenderState>,
+        options: AppOptions,
+    ) -> Self {
+        if let Some(render_state) = render_state {
+            crate::render::install(render_state);
+        }
+        let settings = options.settings;
+        let workload = settings.workload();
+        let dynamics = workload.dynamics();
+        let learning_rate = workload.learning_rate();
+        let repaint_ctx = ctx.clone();
+        let (trainer, error) = match Trainer::spawn(
+            &options.backend,
+            workload,
+            options.running,
+            Box::new(move || repaint_ctx.request_repaint()),
+        ) {
+            Ok(trainer) => (Some(trainer), None),
+            Err(err) => (None, Some(format!("could not start the trainer thread: {err}"))),
+        };
+        Self {
+            trainer,
+            backend: options.backend,
+            settings,
+            dynamics,
+            learning_rate,
+            view: ViewSettings::default(),
+            latest: None,
+            info: None,
+            history: History::default(),
+            error,
+            sent: Vec::new(),
+            frame_times: FrameTimes::default(),
+            last_frame: None,
+            gpu_view: render_state.is_some(),
+            thumbnails: view::Thumbnails::default(),
+            camera: crate::render::Camera::default(),
+        }
+    }
+
+    /// Sends `command` to the trainer and records it.
+    pub fn send(&mut self, command: Command) {
+        let delivered = self.trainer.as_ref().is_some_and(|t| t.send(command.clone()));
+        if !delivered {
+            self.error = Some(
+                "the trainer did not take the command (its queue is full or it stopped)".to_owned(),
+            );
+        }
+        self.sent.push(command);
+    }
+
+    /// The newest snapshot received.
+    pub fn latest(&self) -> Option<&Snapshot> {
+        self.latest.as_ref()
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// Takes every snapshot waiting (without waiting for one).
+    pub fn poll(&mut self) {
+        let Some(trainer) = &self.trainer else {
+            return;
+        };
+        while let Some(snapshot) = trainer.try_snapshot() {
+            let fresh_run = self
+                .info
+                .as_ref()
+                .is_none_or(|info| info.run_id != snapshot.info.run_id);
+            if fresh_run && snapshot.info.run_id != 0 {
+                self.history = History::default();
+                self.thumbnails = view::Thumbnails::default();
+                self.info = Some(Arc::clone(&snapshot.info));
+                self.camera.reset();
+            }
+            self.history.extend(&snapshot.metrics);
+            if let Some(error) = &snapshot.error {
+                self.error = Some(error.clone());
+            } else if fresh_run {
+                self.error = None;
+            }
+            if snapshot.info.run_id == 0 {
+                // The first run failed to start: keep the error, nothing to draw.
+                continue;
+            }
+            self.latest = Some(snapshot);
+        }
+    }
+
+    /// Waits (tests only) until a snapshot satisfying `done` arrives, polling the channel.
+    pub fn poll_until(&mut self, timeout: Duration, done: impl Fn(&Snapshot) -> bool) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            self.poll();
+            if self.latest.as_ref().is_some_and(&done) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    fn keyboard(&mut self, ctx: &egui::Context) {
+        if ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        let (space, s, r) = ctx.input(|input| {
+            (
+                input.key_pressed(egui::Key::Space),
+                input.key_pressed(egui::Key::S),
+                input.key_pressed(egui::Key::R),
+            )
+        });
+        if space {
+            let running = self.latest.as_ref().is_some_and(|s| s.running);
+            self.send(if running { Command::Pause } else { Command::Run });
+        }
+        if s {
+            self.send(Command::Step);
+        }
+        if r {
+            self.send(Command::Reset);
+        }
+    }
+
+    /// The whole window.
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        let frame_start = Instant::now();
+        self.poll();
+        self.keyboard(ui.ctx());
+
+        egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
+        egui::Panel::left("controls")
+            .resizable(false)
+            .exact_size(320.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| controls::controls_ui(self, ui));
+            });
+        egui::Panel::right("plots")
+            .resizable(true)
+            .default_size(380.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    plots::plots_ui(&self.history, self.latest.as_ref(), ui);
+                });
+            });
+        egui::CentralPanel::default().show(ui, |ui| view::view_ui(self, ui));
+
+        self.frame_times.push(frame_start.elapsed().as_secs_f64());
+        self.last_frame = Some(frame_start);
+    }
+
+    fn status_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal_wrapped(|ui| {
+            ui.label(format!(
+                "{} ({})",
+                self.backend.kind.name(),
+                self.backend.adapter
+            ));
+            ui.separator();
+            match &self.latest {
+                Some(s) => {
+                    ui.label(format!("step {}", s.step));
+                    ui.separator();
+                    ui.label(format!("{:.0} images/s", s.images_per_sec));
+                    ui.separator();
+                    ui.label(if s.running { "running" } else { "paused" });
+                }
+                None => {
+                    ui.label("starting the run...");
+                }
+            }
+            ui.separator();
+            ui.label(format!(
+                "UI time per frame p50 {:.1} ms, p99 {:.1} ms",
+                self.frame_times.quantile_ms(0.5),
+                self.frame_times.quantile_ms(0.99)
+            ));
+        });
+    }
+}
+
+impl eframe::App for MsbregApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        MsbregApp::ui(self, ui);
+    }
+}
+
+/// Opens the window and runs until it is closed. With the wgpu backend, eframe renders on the
+/// device burn trains on (`WgpuSetup::Existing`).
+pub fn run_app(options: AppOptions) -> anyhow::Result<()> {
+    let mut wgpu_options = egui_wgpu::WgpuConfiguration::default();
+    if let Some(setup) = &options.backend.wgpu_setup {
+        wgpu_options.wgpu_setup = egui_wgpu::WgpuSetup::Existing(egui_wgpu::WgpuSetupExisting {
+            instance: setup.instance.clone(),
+            adapter: setup.adapter.clone(),
+            device: setup.device.clone(),
+            queue: setup.queue.clone(),
+        });
+    }
+    let native_options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("msbreg")
+            .with_inner_size([1400.0, 860.0]),
+        renderer: eframe::Renderer::Wgpu,
+        wgpu_options,
+        ..Default::default()
+    };
+    eframe::run_native(
+        "msbreg",
+        native_options,
+        Box::new(move |cc| {
+            Ok(Box::new(MsbregApp::new(
+                &cc.egui_ctx,
+                cc.wgpu_render_state.as_ref(),
+                options,
+            )))
+        }),
+    )
+    .map_err(|err| anyhow::anyhow!("the window could not open: {err}"))
+}
+
+/// The default workload of the app, for `settings`.
+pub fn default_workload() -> Workload {
+    WorkloadSettings::default().workload()
+}

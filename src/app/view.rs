@@ -1,0 +1,353 @@
+//! The particle view: a toolbar (projection mode, point size, opacity, tethers), the legend,
+//! the error banner, and the particles drawn by the wgpu renderer (`render`) through an
+//! egui-wgpu paint callback. Drag orbits (3D) or pans (2D), scroll zooms, double-click
+//! resets; hovering a particle shows its image (or input point), label and index.
+
+use std::collections::HashMap;
+
+use eframe::egui;
+
+use super::MsbregApp;
+use crate::render::{self, Camera, LineVertex, Particle};
+use crate::data::images::Dataset;
+use crate::run::live::{Frame, Preview, RunInfo};
+
+/// Which projection of the embeddings is drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ViewMode {
+    /// The top-2 principal axes.
+    Pca2d,
+    /// The top-3 principal axes, orbit camera.
+    #[default]
+    Pca3d,
+    /// The top-3 principal axes normalised onto the unit sphere, with a wireframe.
+    Sphere,
+}
+
+impl ViewMode {
+    const ALL: [Self; 3] = [Self::Pca2d, Self::Pca3d, Self::Sphere];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Pca2d => "2D PCA",
+            Self::Pca3d => "3D PCA",
+            Self::Sphere => "Sphere",
+        }
+    }
+
+    fn camera_mode(self) -> render::ViewMode {
+        match self {
+            Self::Pca2d => render::ViewMode::Flat2d,
+            Self::Pca3d => render::ViewMode::Orbit3d,
+            Self::Sphere => render::ViewMode::Sphere,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ViewSettings {
+    pub mode: ViewMode,
+    pub point_size_px: f32,
+    pub opacity: f32,
+    /// Draw each point's two views joined to their centroid.
+    pub tethers: bool,
+}
+
+impl Default for ViewSettings {
+    fn default() -> Self {
+        Self {
+            mode: ViewMode::Pca3d,
+            point_size_px: 7.0,
+            opacity: 0.85,
+            tethers: false,
+        }
+    }
+}
+
+/// Image thumbnails uploaded on first hover, per displayed point.
+#[derive(Default)]
+pub struct Thumbnails {
+    textures: HashMap<usize, egui::TextureHandle>,
+}
+
+/// Ten well-separated class colours (Tableau 10), cycling beyond ten classes.
+const PALETTE: [[u8; 3]; 10] = [
+    [31, 119, 180],
+    [255, 127, 14],
+    [44, 160, 44],
+    [214, 39, 40],
+    [148, 103, 189],
+    [140, 86, 75],
+    [227, 119, 194],
+    [127, 127, 127],
+    [188, 189, 34],
+    [23, 190, 207],
+];
+
+pub fn class_color(label: u32) -> [u8; 3] {
+    PALETTE[label as usize % PALETTE.len()]
+}
+
+fn rgba(label: u32, alpha: f32) -> [f32; 4] {
+    let [r, g, b] = class_color(label);
+    [
+        f32::from(r) / 255.0,
+        f32::from(g) / 255.0,
+        f32::from(b) / 255.0,
+        alpha,
+    ]
+}
+
+/// The particles and tether lines of `frame` in `mode`.
+pub fn frame_geometry(
+    frame: &Frame,
+    labels: &[u32],
+    settings: &ViewSettings,
+) -> (Vec<Particle>, Vec<LineVertex>) {
+    let (points, views) = match settings.mode {
+        ViewMode::Sphere => (&frame.sphere, &frame.views_sphere),
+        ViewMode::Pca2d | ViewMode::Pca3d => (&frame.points, &frame.views),
+    };
+    let flatten = |p: [f32; 3]| match settings.mode {
+        ViewMode::Pca2d => [p[0], p[1], 0.0],
+        ViewMode::Pca3d | ViewMode::Sphere => p,
+    };
+    let mut particles: Vec<Particle> = points
+        .iter()
+        .zip(labels)
+        .map(|(&p, &label)| Particle::new(flatten(p), rgba(label, 1.0)))
+        .collect();
+    let mut lines = Vec::new();
+    if settings.tethers {
+        for ((pair, &label), _) in views.iter().zip(labels).zip(points) {
+            let [a, b] = [flatten(pair[0]), flatten(pair[1])];
+            let centre = [
+                (a[0] + b[0]) / 2.0,
+                (a[1] + b[1]) / 2.0,
+                (a[2] + b[2]) / 2.0,
+            ];
+            for end in [a, b] {
+                lines.push(LineVertex::new(centre, rgba(label, 0.5)));
+                lines.push(LineVertex::new(end, rgba(label, 0.5)));
+                particles.push(Particle::new(end, rgba(label, 0.45)).with_size_scale(0.6));
+            }
+        }
+    }
+    if settings.mode == ViewMode::Sphere {
+        lines.extend(render::unit_sphere_wireframe([1.0, 1.0, 1.0, 0.12]));
+    }
+    (particles, lines)
+}
+
+fn toolbar_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
+    ui.horizontal_wrapped(|ui| {
+        for mode in ViewMode::ALL {
+            if ui
+                .selectable_label(app.view.mode == mode, mode.label())
+                .clicked()
+                && app.view.mode != mode
+            {
+                app.view.mode = mode;
+                app.camera = Camera::new(mode.camera_mode());
+            }
+        }
+        ui.separator();
+        ui.add(egui::Slider::new(&mut app.view.point_size_px, 1.0..=24.0).text("Point size"));
+        ui.add(egui::Slider::new(&mut app.view.opacity, 0.05..=1.0).text("Opacity"));
+        ui.checkbox(&mut app.view.tethers, "Tethers")
+            .on_hover_text("Draw two views of each image joined to their centroid");
+    });
+}
+
+fn error_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
+    let Some(error) = app.error.clone() else {
+        return;
+    };
+    egui::Frame::new()
+        .fill(ui.visuals().error_fg_color.gamma_multiply(0.15))
+        .inner_margin(6.0)
+        .show(ui, |ui| {
+            ui.horizontal_wrapped(|ui| {
+                ui.colored_label(ui.visuals().error_fg_color, format!("Error: {error}"));
+                if ui.button("Dismiss").clicked() {
+                    app.error = None;
+                }
+            });
+        });
+}
+
+fn legend_ui(info: &RunInfo, ui: &mut egui::Ui) {
+    ui.horizontal_wrapped(|ui| {
+        let mut present: Vec<u32> = info.labels.clone();
+        present.sort_unstable();
+        present.dedup();
+        for label in present {
+            let [r, g, b] = class_color(label);
+            let name = info
+                .class_names
+                .get(label as usize)
+                .cloned()
+                .unwrap_or_else(|| format!("class {label}"));
+            let (dot, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+            ui.painter()
+                .circle_filled(dot.center(), 4.5, egui::Color32::from_rgb(r, g, b));
+            ui.label(name);
+        }
+    });
+}
+
+pub fn view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
+    toolbar_ui(app, ui);
+    error_ui(app, ui);
+    let Some(snapshot) = app.latest.clone() else {
+        ui.centered_and_justified(|ui| ui.label("Starting the run..."));
+        return;
+    };
+    legend_ui(&snapshot.info, ui);
+    ui.label(snapshot.info.workload.describe());
+
+    let (rect, response) =
+        ui.allocate_exact_size(ui.available_size(), egui::Sense::click_and_drag());
+    app.camera.mode = app.view.mode.camera_mode();
+    if response.double_clicked() {
+        app.camera.reset();
+    }
+    if response.dragged() {
+        let delta = response.drag_delta();
+        app.camera.drag(delta.x, delta.y, rect.height());
+    }
+    if response.hovered() {
+        let scroll = ui.input(|input| input.smooth_scroll_delta.y);
+        if scroll != 0.0 {
+            app.camera.zoom(scroll);
+        }
+    }
+    ui.painter().rect_filled(rect, 0.0, egui::Color32::from_gray(18));
+
+    let Some(frame) = &snapshot.frame else {
+        return;
+    };
+    let (particles, lines) = frame_geometry(frame, &snapshot.info.labels, &app.view);
+    let style = render::RenderStyle {
+        point_size_px: app.view.point_size_px,
+        opacity: app.view.opacity,
+    };
+    if app.gpu_view {
+        ui.painter().add(render::callback(
+            rect,
+            render::FrameData {
+                particles: particles.clone(),
+                lines,
+                camera: app.camera,
+                style,
+            },
+        ));
+    } else {
+        paint_with_egui(ui, rect, &app.camera, &particles, &style);
+    }
+
+    let viewport = [rect.width(), rect.height()];
+    if let Some(pointer) = response.hover_pos() {
+        let cursor = [pointer.x - rect.min.x, pointer.y - rect.min.y];
+        let shown = snapshot.info.labels.len().min(particles.len());
+        if let Some(index) = app.camera.pick(&particles[..shown], cursor, viewport, 8.0) {
+            hover_ui(app, &snapshot.info, index, &response);
+        }
+    }
+    ui.painter().text(
+        rect.right_bottom() - egui::vec2(8.0, 8.0),
+        egui::Align2::RIGHT_BOTTOM,
+        format!("step {}", frame.step),
+        egui::FontId::monospace(12.0),
+        egui::Color32::from_gray(160),
+    );
+}
+
+/// egui's own painter, where the wgpu renderer is not installed (tests without a GPU).
+fn paint_with_egui(
+    ui: &egui::Ui,
+    rect: egui::Rect,
+    camera: &Camera,
+    particles: &[Particle],
+    style: &render::RenderStyle,
+) {
+    let painter = ui.painter_at(rect);
+    let viewport = [rect.width(), rect.height()];
+    for particle in particles {
+        let Some([x, y]) = camera.project(particle.position, viewport) else {
+            continue;
+        };
+        let [r, g, b, a] = particle.color;
+        let color = egui::Color32::from_rgba_unmultiplied(
+            (r * 255.0) as u8,
+            (g * 255.0) as u8,
+            (b * 255.0) as u8,
+            (a * style.opacity * 255.0) as u8,
+        );
+        painter.circle_filled(
+            rect.min + egui::vec2(x, y),
+            style.point_size_px * 0.5 * particle.size_scale,
+            color,
+        );
+    }
+}
+
+fn hover_ui(app: &mut MsbregApp, info: &RunInfo, index: usize, response: &egui::Response) {
+    let label = info.labels.get(index).copied().unwrap_or(0);
+    let name = info
+        .class_names
+        .get(label as usize)
+        .cloned()
+        .unwrap_or_else(|| format!("class {label}"));
+    let texture = match &info.preview {
+        Preview::Images(set) if index < set.len() => {
+            let key = index;
+            let ctx = response.ctx.clone();
+            Some(
+                app.thumbnails
+                    .textures
+                    .entry(key)
+                    .or_insert_with(|| {
+                        let shape = set.shape;
+                        let pixels = set.image(index);
+                        let rgba: Vec<u8> = pixels
+                            .chunks(shape.channels)
+                            .flat_map(|px| match px {
+                                [v] => [*v, *v, *v, 255],
+                                [r, g, b, ..] => [*r, *g, *b, 255],
+                                _ => [0, 0, 0, 255],
+                            })
+                            .collect();
+                        let image = egui::ColorImage::from_rgba_unmultiplied(
+                            [shape.width, shape.height],
+                            &rgba,
+                        );
+                        ctx.load_texture(
+                            format!("thumbnail-{}-{index}", info.run_id),
+                            image,
+                            egui::TextureOptions::NEAREST,
+                        )
+                    })
+                    .clone(),
+            )
+        }
+        _ => None,
+    };
+    let point = match &info.preview {
+        Preview::Points { points, dim } if *dim > 0 => points
+            .get(index * dim..(index + 1) * dim)
+            .map(<[f32]>::to_vec),
+        _ => None,
+    };
+    response.clone().on_hover_ui_at_pointer(|ui| {
+        if let Some(texture) = &texture {
+            ui.image((texture.id(), egui::vec2(96.0, 96.0)));
+        }
+        if let Some(point) = &point {
+            let shown: Vec<String> = point.iter().take(4).map(|x| format!("{x:.2}")).collect();
+            ui.label(format!("input ({}{})", shown.join(", "), if point.len() > 4 { ", ..." } else { "" }));
+        }
+        ui.label(format!("{name} (label {label})"));
+        ui.label(format!("index {index}"));
+    });
+}
