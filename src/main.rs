@@ -83,6 +83,10 @@ struct AppArgs {
     /// The seed of the first run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Measure: repaint continuously while training, print frame-time percentiles after this
+    /// many seconds, and close.
+    #[arg(long, value_name = "SECS")]
+    frame_stats: Option<f64>,
 }
 
 #[derive(clap::Args)]
@@ -151,6 +155,16 @@ enum BenchCommand {
         #[arg(long, default_value = "cpu")]
         torch_device: String,
     },
+    /// Frames/s of the particle renderer offscreen (1280x720, 3D orbit), geometry static and
+    /// streamed every frame.
+    Render {
+        /// Particle counts.
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+        points: Vec<usize>,
+        /// Timed frames per count (after one warm-up frame).
+        #[arg(long, default_value_t = 30)]
+        frames: usize,
+    },
     /// nalgebra's eigen-solver against burn-linalg's SVD for D x D covariances.
     Spectrum {
         #[arg(long, value_delimiter = ',', default_value = "64,256,512,1024,2048")]
@@ -203,6 +217,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 msbreg::bench::run_sandbox(only, Duration::from_secs_f64(seconds.max(0.1)))
             }
             BenchCommand::Spectrum { dims } => msbreg::bench::run_spectrum(&dims),
+            BenchCommand::Render { points, frames } => bench_render(&points, frames),
             BenchCommand::Backends { cpu_only } => msbreg::bench::run_backends(!cpu_only),
             BenchCommand::Train {
                 model,
@@ -239,6 +254,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+fn bench_render(points: &[usize], frames: usize) -> anyhow::Result<()> {
+    let lines = msbreg::render::bench_render(points, frames)?;
+    for line in &lines {
+        println!(
+            "{:>9} particles: {:7.1} frames/s streaming (uploaded every frame), {:7.1} frames/s \
+             static, {} frames on {}",
+            line.points,
+            line.streaming_frames_per_sec,
+            line.static_frames_per_sec,
+            line.frames,
+            line.adapter
+        );
+    }
+    let json: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|line| {
+            serde_json::json!({
+                "points": line.points,
+                "frames": line.frames,
+                "adapter": line.adapter,
+                "streaming_frames_per_sec": line.streaming_frames_per_sec,
+                "static_frames_per_sec": line.static_frames_per_sec,
+            })
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({"bench": "render", "results": json})
+    );
+    Ok(())
+}
+
 fn open_app(choice: BackendChoice, args: &AppArgs) -> anyhow::Result<()> {
     let backend = backend::select(choice)?;
     eprintln!("msbreg: training on {}", backend.describe());
@@ -252,6 +299,9 @@ fn open_app(choice: BackendChoice, args: &AppArgs) -> anyhow::Result<()> {
         backend,
         settings,
         running: !args.paused,
+        frame_stats: args
+            .frame_stats
+            .map(|secs| Duration::from_secs_f64(secs.max(1.0))),
     })
 }
 

@@ -17,7 +17,7 @@ use msbreg::method::Dynamics;
 use msbreg::run::live::{Command, Trainer, Workload};
 use msbreg::run::train::TrainConfig;
 
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_mins(1);
 
 fn cpu() -> Backend {
     Backend::flex("tests")
@@ -28,6 +28,7 @@ fn sandbox_app(running: bool) -> Harness<'static, MsbregApp> {
         backend: cpu(),
         settings: WorkloadSettings::sandbox(SandboxKind::Gaussians),
         running,
+        frame_stats: None,
     };
     let ctx = egui::Context::default();
     let app = MsbregApp::new(&ctx, None, options);
@@ -37,10 +38,7 @@ fn sandbox_app(running: bool) -> Harness<'static, MsbregApp> {
 }
 
 /// The slider labelled `label` (its value box carries the same label).
-fn slider<'a>(
-    harness: &'a Harness<'static, MsbregApp>,
-    label: &'a str,
-) -> egui_kittest::Node<'a> {
+fn slider<'a>(harness: &'a Harness<'static, MsbregApp>, label: &'a str) -> egui_kittest::Node<'a> {
     harness
         .get_all_by_label(label)
         .find(|node| node.accesskit_node().role() == egui::accesskit::Role::Slider)
@@ -58,7 +56,10 @@ fn last_dynamics(app: &MsbregApp) -> Dynamics {
 fn each_force_switch_and_slider_sends_its_command() {
     let mut harness = sandbox_app(false);
     harness.run_steps(3);
-    assert!(harness.state_mut().poll_until(WAIT, |_| true), "no first snapshot");
+    assert!(
+        harness.state_mut().poll_until(WAIT, |_| true),
+        "no first snapshot"
+    );
 
     harness.get_by_label("Attraction").click();
     harness.run_steps(2);
@@ -87,7 +88,10 @@ fn each_force_switch_and_slider_sends_its_command() {
     slider(&harness, "Attraction weight").set_value_accesskit(0.5);
     harness.run_steps(2);
     let d = last_dynamics(harness.state());
-    assert!(d.centroid.on && (d.centroid.weight - 0.5).abs() < 1e-6, "{d:?}");
+    assert!(
+        d.centroid.on && (d.centroid.weight - 0.5).abs() < 1e-6,
+        "{d:?}"
+    );
 
     slider(&harness, "Learning rate").set_value_accesskit(0.003);
     harness.run_steps(2);
@@ -115,7 +119,10 @@ fn pause_stops_the_step_counter_and_reset_starts_a_fresh_run() {
     let mut harness = sandbox_app(true);
     harness.run_steps(2);
     let app = harness.state_mut();
-    assert!(app.poll_until(WAIT, |s| s.running && s.step >= 5), "training starts");
+    assert!(
+        app.poll_until(WAIT, |s| s.running && s.step >= 5),
+        "training starts"
+    );
     let first_run = app.latest().expect("snapshot").info.run_id;
     harness.run_steps(2);
     harness.get_by_label("Pause").click();
@@ -125,14 +132,21 @@ fn pause_stops_the_step_counter_and_reset_starts_a_fresh_run() {
     let paused_at = app.latest().expect("snapshot").step;
     std::thread::sleep(Duration::from_millis(500));
     app.poll();
-    assert_eq!(app.latest().expect("snapshot").step, paused_at, "no steps while paused");
+    assert_eq!(
+        app.latest().expect("snapshot").step,
+        paused_at,
+        "no steps while paused"
+    );
 
     // Space resumes, space pauses again.
     harness.key_press(egui::Key::Space);
     harness.run_steps(2);
     assert_eq!(harness.state().sent.last(), Some(&Command::Run));
     let app = harness.state_mut();
-    assert!(app.poll_until(WAIT, |s| s.running && s.step > paused_at), "resumed");
+    assert!(
+        app.poll_until(WAIT, |s| s.running && s.step > paused_at),
+        "resumed"
+    );
 
     harness.get_by_label("Reset").click();
     harness.run_steps(2);
@@ -142,7 +156,10 @@ fn pause_stops_the_step_counter_and_reset_starts_a_fresh_run() {
         "a fresh run"
     );
     let snapshot = app.latest().expect("snapshot");
-    assert!(snapshot.step < paused_at, "the fresh run starts from step 0");
+    assert!(
+        snapshot.step < paused_at,
+        "the fresh run starts from step 0"
+    );
     assert!(snapshot.frame.is_some(), "the fresh run is on screen");
 }
 
@@ -159,9 +176,7 @@ fn a_failed_new_run_shows_its_error_and_keeps_the_run_on_screen() {
         .state_mut()
         .send(Command::NewRun(Box::new(Workload::Images(config))));
     assert!(
-        harness
-            .state_mut()
-            .poll_until(WAIT, |s| s.error.is_some()),
+        harness.state_mut().poll_until(WAIT, |s| s.error.is_some()),
         "an error comes back"
     );
     let app = harness.state();
@@ -223,7 +238,13 @@ fn no_metric_is_lost_when_the_ui_reads_rarely() {
     let deadline = std::time::Instant::now() + WAIT;
     while std::time::Instant::now() < deadline {
         if let Some(snapshot) = trainer.wait_snapshot(Duration::from_millis(300)) {
-            steps.extend(snapshot.metrics.iter().filter(|p| p.step > 0).map(|p| p.step));
+            steps.extend(
+                snapshot
+                    .metrics
+                    .iter()
+                    .filter(|p| p.step > 0)
+                    .map(|p| p.step),
+            );
             if !snapshot.running {
                 last = Some(snapshot.step);
                 break;
@@ -233,5 +254,9 @@ fn no_metric_is_lost_when_the_ui_reads_rarely() {
     let last = last.expect("paused");
     steps.dedup();
     assert!(last > 3, "it trained while unread ({last} steps)");
-    assert_eq!(steps, (1..=last).collect::<Vec<_>>(), "every step's metrics arrive once");
+    assert_eq!(
+        steps,
+        (1..=last).collect::<Vec<_>>(),
+        "every step's metrics arrive once"
+    );
 }

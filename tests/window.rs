@@ -41,7 +41,14 @@ fn the_window_trains_and_shows_particles_under_xvfb() {
     let display = format!(":{}", 90 + std::process::id() % 9);
     let _xvfb = Killed(
         Command::new("Xvfb")
-            .args([display.as_str(), "-screen", "0", "1400x900x24", "-nolisten", "tcp"])
+            .args([
+                display.as_str(),
+                "-screen",
+                "0",
+                "1400x900x24",
+                "-nolisten",
+                "tcp",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -83,7 +90,10 @@ fn the_window_trains_and_shows_particles_under_xvfb() {
         .status()
         .expect("import runs");
     assert!(status.success(), "import failed");
-    assert!(app.0.try_wait().expect("wait").is_none(), "the app is still running");
+    assert!(
+        app.0.try_wait().expect("wait").is_none(),
+        "the app is still running"
+    );
     eprintln!("screenshot: {}", shot.display());
 
     let image = image::open(&shot).expect("screenshot loads").to_rgb8();
@@ -108,5 +118,8 @@ fn the_window_trains_and_shows_particles_under_xvfb() {
                 || (r < 60 && (100..140).contains(&g) && b > 160)
         })
         .count();
-    assert!(palette_hits > 50, "no particles visible ({palette_hits} class-coloured pixels)");
+    assert!(
+        palette_hits > 50,
+        "no particles visible ({palette_hits} class-coloured pixels)"
+    );
 }

@@ -185,9 +185,17 @@ fn run_controls_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
             .on_hover_text("Space: start or pause training")
             .clicked()
         {
-            app.send(if running { Command::Pause } else { Command::Run });
+            app.send(if running {
+                Command::Pause
+            } else {
+                Command::Run
+            });
         }
-        if ui.button("Step").on_hover_text("S: one training step").clicked() {
+        if ui
+            .button("Step")
+            .on_hover_text("S: one training step")
+            .clicked()
+        {
             app.send(Command::Step);
         }
         if ui
@@ -210,7 +218,9 @@ fn workload_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
                 ui.selectable_value(&mut settings.data, choice, choice.label());
             }
         });
-    if settings.data != app.settings.data && settings.data.is_sandbox() != app.settings.data.is_sandbox() {
+    if settings.data != app.settings.data
+        && settings.data.is_sandbox() != app.settings.data.is_sandbox()
+    {
         // Sandbox and images have different sensible batch sizes.
         settings.batch_size = if settings.data.is_sandbox() { 256 } else { 64 };
     }

@@ -31,6 +31,9 @@ pub struct AppOptions {
     pub settings: WorkloadSettings,
     /// Train from the first frame.
     pub running: bool,
+    /// Measure frame times: repaint continuously, and after this long print the frame
+    /// interval and UI time percentiles to stderr and close the window.
+    pub frame_stats: Option<Duration>,
 }
 
 /// Everything plotted, accumulated from the snapshots' metrics.
@@ -111,7 +114,11 @@ pub struct MsbregApp {
     /// Every command sent, in order (the UI tests read it).
     pub sent: Vec<Command>,
     frame_times: FrameTimes,
+    /// Time between successive frames (only recorded with `frame_stats`).
+    frame_intervals: Vec<f64>,
     last_frame: Option<Instant>,
+    started: Instant,
+    frame_stats: Option<Duration>,
     /// Whether the wgpu particle renderer is installed (otherwise egui's painter draws).
     gpu_view: bool,
     thumbnails: view::Thumbnails,
@@ -142,7 +149,10 @@ impl MsbregApp {
             Box::new(move || repaint_ctx.request_repaint()),
         ) {
             Ok(trainer) => (Some(trainer), None),
-            Err(err) => (None, Some(format!("could not start the trainer thread: {err}"))),
+            Err(err) => (
+                None,
+                Some(format!("could not start the trainer thread: {err}")),
+            ),
         };
         Self {
             trainer,
@@ -157,7 +167,10 @@ impl MsbregApp {
             error,
             sent: Vec::new(),
             frame_times: FrameTimes::default(),
+            frame_intervals: Vec::new(),
             last_frame: None,
+            started: Instant::now(),
+            frame_stats: options.frame_stats,
             gpu_view: render_state.is_some(),
             thumbnails: view::Thumbnails::default(),
             camera: crate::render::Camera::default(),
@@ -166,7 +179,10 @@ impl MsbregApp {
 
     /// Sends `command` to the trainer and records it.
     pub fn send(&mut self, command: Command) {
-        let delivered = self.trainer.as_ref().is_some_and(|t| t.send(command.clone()));
+        let delivered = self
+            .trainer
+            .as_ref()
+            .is_some_and(|t| t.send(command.clone()));
         if !delivered {
             self.error = Some(
                 "the trainer did not take the command (its queue is full or it stopped)".to_owned(),
@@ -244,7 +260,11 @@ impl MsbregApp {
         });
         if space {
             let running = self.latest.as_ref().is_some_and(|s| s.running);
-            self.send(if running { Command::Pause } else { Command::Run });
+            self.send(if running {
+                Command::Pause
+            } else {
+                Command::Run
+            });
         }
         if s {
             self.send(Command::Step);
@@ -278,7 +298,43 @@ impl MsbregApp {
         egui::CentralPanel::default().show(ui, |ui| view::view_ui(self, ui));
 
         self.frame_times.push(frame_start.elapsed().as_secs_f64());
+        if let Some(stats_after) = self.frame_stats {
+            self.measure_frames(ui.ctx(), frame_start, stats_after);
+        }
         self.last_frame = Some(frame_start);
+    }
+
+    /// `--frame-stats`: repaint continuously; after `stats_after`, print and close.
+    fn measure_frames(&mut self, ctx: &egui::Context, frame_start: Instant, stats_after: Duration) {
+        ctx.request_repaint();
+        // The first seconds build the data and compile shaders: not a steady state.
+        let warm = self.started.elapsed() > Duration::from_secs(3).min(stats_after / 2);
+        if let (true, Some(last)) = (warm, self.last_frame) {
+            self.frame_intervals
+                .push(frame_start.duration_since(last).as_secs_f64());
+        }
+        if self.started.elapsed() >= stats_after {
+            let mut intervals = self.frame_intervals.clone();
+            intervals.sort_by(f64::total_cmp);
+            let quantile = |q: f64| {
+                intervals
+                    .get(((intervals.len().max(1) - 1) as f64 * q).round() as usize)
+                    .map_or(0.0, |s| s * 1000.0)
+            };
+            let step = self.latest.as_ref().map_or(0, |s| s.step);
+            eprintln!(
+                "frame stats: {} frames, interval p50 {:.1} ms, p99 {:.1} ms; UI time p50 {:.1} \
+                 ms, p99 {:.1} ms; {} training steps",
+                intervals.len(),
+                quantile(0.5),
+                quantile(0.99),
+                self.frame_times.quantile_ms(0.5),
+                self.frame_times.quantile_ms(0.99),
+                step
+            );
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            self.frame_stats = None;
+        }
     }
 
     fn status_ui(&mut self, ui: &mut egui::Ui) {

@@ -26,7 +26,11 @@ pub fn plots_ui(history: &History, latest: Option<&Snapshot>, ui: &mut egui::Ui)
     plot("losses").show(ui, |plot_ui| {
         let losses = &history.losses;
         let term = |f: fn(&crate::method::StepReport) -> f32| {
-            series(losses.iter().map(move |p| (p.step, f64::from(f(&p.losses)))))
+            series(
+                losses
+                    .iter()
+                    .map(move |p| (p.step, f64::from(f(&p.losses)))),
+            )
         };
         plot_ui.line(Line::new("total", term(|r| r.loss)));
         plot_ui.line(Line::new("centroid", term(|r| r.loss_centroid)));
@@ -41,13 +45,19 @@ pub fn plots_ui(history: &History, latest: Option<&Snapshot>, ui: &mut egui::Ui)
             "effective rank / D",
             series(d.iter().map(|r| (r.0, r.1 / latest_dim(latest)))),
         ));
-        plot_ui.line(Line::new("collapse level", series(d.iter().map(|r| (r.0, r.2)))));
+        plot_ui.line(Line::new(
+            "collapse level",
+            series(d.iter().map(|r| (r.0, r.2))),
+        ));
     });
 
     ui.label(egui::RichText::new("Uniformity and alignment").strong());
     plot("uniformity").show(ui, |plot_ui| {
         let d = &history.diagnostics;
-        plot_ui.line(Line::new("uniformity", series(d.iter().map(|r| (r.0, r.3)))));
+        plot_ui.line(Line::new(
+            "uniformity",
+            series(d.iter().map(|r| (r.0, r.3))),
+        ));
         plot_ui.line(Line::new("alignment", series(d.iter().map(|r| (r.0, r.4)))));
     });
 
@@ -56,7 +66,10 @@ pub fn plots_ui(history: &History, latest: Option<&Snapshot>, ui: &mut egui::Ui)
         .include_y(0.0)
         .include_y(1.0)
         .show(ui, |plot_ui| {
-            plot_ui.line(Line::new("kNN accuracy", series(history.knn.iter().copied())));
+            plot_ui.line(Line::new(
+                "kNN accuracy",
+                series(history.knn.iter().copied()),
+            ));
         });
 
     ui.label(egui::RichText::new("Singular value spectrum (log10)").strong());

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use eframe::egui;
 
 use super::MsbregApp;
-use crate::render::{self, Camera, LineVertex, Particle};
 use crate::data::images::Dataset;
+use crate::render::{self, Camera, LineVertex, Particle};
 use crate::run::live::{Frame, Preview, RunInfo};
 
 /// Which projection of the embeddings is drawn.
@@ -122,9 +122,9 @@ pub fn frame_geometry(
         for ((pair, &label), _) in views.iter().zip(labels).zip(points) {
             let [a, b] = [flatten(pair[0]), flatten(pair[1])];
             let centre = [
-                (a[0] + b[0]) / 2.0,
-                (a[1] + b[1]) / 2.0,
-                (a[2] + b[2]) / 2.0,
+                f32::midpoint(a[0], b[0]),
+                f32::midpoint(a[1], b[1]),
+                f32::midpoint(a[2], b[2]),
             ];
             for end in [a, b] {
                 lines.push(LineVertex::new(centre, rgba(label, 0.5)));
@@ -222,7 +222,8 @@ pub fn view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
             app.camera.zoom(scroll);
         }
     }
-    ui.painter().rect_filled(rect, 0.0, egui::Color32::from_gray(18));
+    ui.painter()
+        .rect_filled(rect, 0.0, egui::Color32::from_gray(18));
 
     let Some(frame) = &snapshot.frame else {
         return;
@@ -243,7 +244,7 @@ pub fn view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
             },
         ));
     } else {
-        paint_with_egui(ui, rect, &app.camera, &particles, &style);
+        paint_with_egui(ui, rect, &app.camera, &particles, style);
     }
 
     let viewport = [rect.width(), rect.height()];
@@ -269,7 +270,7 @@ fn paint_with_egui(
     rect: egui::Rect,
     camera: &Camera,
     particles: &[Particle],
-    style: &render::RenderStyle,
+    style: render::RenderStyle,
 ) {
     let painter = ui.painter_at(rect);
     let viewport = [rect.width(), rect.height()];
@@ -345,7 +346,11 @@ fn hover_ui(app: &mut MsbregApp, info: &RunInfo, index: usize, response: &egui::
         }
         if let Some(point) = &point {
             let shown: Vec<String> = point.iter().take(4).map(|x| format!("{x:.2}")).collect();
-            ui.label(format!("input ({}{})", shown.join(", "), if point.len() > 4 { ", ..." } else { "" }));
+            ui.label(format!(
+                "input ({}{})",
+                shown.join(", "),
+                if point.len() > 4 { ", ..." } else { "" }
+            ));
         }
         ui.label(format!("{name} (label {label})"));
         ui.label(format!("index {index}"));

@@ -28,7 +28,7 @@ pub type Basis = DMatrix<f64>;
 /// - `rows`: `[n, d]` row-major
 /// - output: `[d, 3]`
 pub fn principal_axes(rows: &[f32], d: usize) -> Basis {
-    let n = if d == 0 { 0 } else { rows.len() / d };
+    let n = rows.len().checked_div(d).unwrap_or(0);
     let mut basis = DMatrix::<f64>::zeros(d, COMPONENTS);
     if n == 0 {
         return basis;
@@ -112,7 +112,12 @@ impl Projector {
 
     /// Fits the basis to `fit_rows`, aligns it to the previous one, and projects every slice
     /// of `project_rows` with it (e.g. the points, then their views).
-    pub fn fit_project(&mut self, fit_rows: &[f32], d: usize, sets: &[&[f32]]) -> Vec<Vec<[f32; 3]>> {
+    pub fn fit_project(
+        &mut self,
+        fit_rows: &[f32],
+        d: usize,
+        sets: &[&[f32]],
+    ) -> Vec<Vec<[f32; 3]>> {
         let fresh = principal_axes(fit_rows, d);
         let basis = match &self.basis {
             Some(previous) => align(previous, fresh),

@@ -270,10 +270,7 @@ impl Trainer {
 
     /// The newest snapshot, if one arrived since the last call.
     pub fn try_snapshot(&self) -> Option<Snapshot> {
-        match self.snapshots.try_recv() {
-            Ok(snapshot) => Some(snapshot),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.snapshots.try_recv().ok()
     }
 
     /// Waits up to `timeout` for a snapshot (tests and headless drivers; the UI never waits).
@@ -320,7 +317,9 @@ impl Session {
                     run_id: 0,
                     workload: workload.clone(),
                     backend: backend_name,
-                    class_names: (0..config.data.classes).map(|c| format!("class {c}")).collect(),
+                    class_names: (0..config.data.classes)
+                        .map(|c| format!("class {c}"))
+                        .collect(),
                     labels: eval.labels.clone(),
                     preview: Preview::Points {
                         points: eval.points.clone(),
@@ -331,7 +330,8 @@ impl Session {
                 Ok((Self::Sandbox(Box::new(run)), info))
             }
             Workload::Images(config) => {
-                let run = ImageRun::new(config.clone(), &backend.device).map_err(|e| e.to_string())?;
+                let run =
+                    ImageRun::new(config.clone(), &backend.device).map_err(|e| e.to_string())?;
                 let loader = Loader::spawn(
                     Arc::clone(run.plan()),
                     0,
@@ -345,7 +345,10 @@ impl Session {
                     workload: workload.clone(),
                     backend: backend_name,
                     class_names: display.class_names.clone(),
-                    labels: display.labels.clone().unwrap_or_else(|| vec![0; display.len()]),
+                    labels: display
+                        .labels
+                        .clone()
+                        .unwrap_or_else(|| vec![0; display.len()]),
                     preview: Preview::Images(display.clone()),
                     embed_dim: config.model.embed_dim,
                 };
@@ -441,7 +444,12 @@ struct TrainerState {
 }
 
 impl TrainerState {
-    fn new(backend: Backend, mailbox: Mailbox, repaint: Box<dyn Fn() + Send>, running: bool) -> Self {
+    fn new(
+        backend: Backend,
+        mailbox: Mailbox,
+        repaint: Box<dyn Fn() + Send>,
+        running: bool,
+    ) -> Self {
         Self {
             backend,
             mailbox,
@@ -541,7 +549,11 @@ impl TrainerState {
                 self.steer(dynamics, learning_rate);
             }
             Command::SetLearningRate(learning_rate) => {
-                let dynamics = self.workload.as_ref().map(Workload::dynamics).unwrap_or_default();
+                let dynamics = self
+                    .workload
+                    .as_ref()
+                    .map(Workload::dynamics)
+                    .unwrap_or_default();
                 self.steer(dynamics, learning_rate);
             }
             Command::NewRun(workload) => self.start(*workload),
@@ -591,7 +603,10 @@ impl TrainerState {
             }
             Ok(None) => {
                 self.running = false;
-                self.error = Some("the run has used up its epochs; press Reset or pick another dataset".to_owned());
+                self.error = Some(
+                    "the run has used up its epochs; press Reset or pick another dataset"
+                        .to_owned(),
+                );
             }
             Err(err) => {
                 self.running = false;
@@ -650,13 +665,18 @@ impl TrainerState {
         } else {
             None
         };
-        let projected = self.projector.fit_project(&points, d, &[&points, &view_a, &view_b]);
+        let projected = self
+            .projector
+            .fit_project(&points, d, &[&points, &view_a, &view_b]);
         let [p, a, b] = [&projected[0], &projected[1], &projected[2]];
         let views: Vec<[[f32; 3]; 2]> = a.iter().zip(b).map(|(&a, &b)| [a, b]).collect();
         self.frame = Some(Arc::new(Frame {
             step,
             sphere: p.iter().copied().map(on_sphere).collect(),
-            views_sphere: views.iter().map(|[a, b]| [on_sphere(*a), on_sphere(*b)]).collect(),
+            views_sphere: views
+                .iter()
+                .map(|[a, b]| [on_sphere(*a), on_sphere(*b)])
+                .collect(),
             points: p.clone(),
             views,
         }));
@@ -685,7 +705,10 @@ impl TrainerState {
                     backend: format!("{}, {}", self.backend.kind.name(), self.backend.adapter),
                     class_names: Vec::new(),
                     labels: Vec::new(),
-                    preview: Preview::Points { points: Vec::new(), dim: 0 },
+                    preview: Preview::Points {
+                        points: Vec::new(),
+                        dim: 0,
+                    },
                     embed_dim: 0,
                 });
                 let snapshot = Snapshot {
