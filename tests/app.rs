@@ -260,3 +260,58 @@ fn no_metric_is_lost_when_the_ui_reads_rarely() {
         "every step's metrics arrive once"
     );
 }
+
+#[test]
+fn an_image_run_trains_and_shows_its_held_out_images() {
+    let mut settings = WorkloadSettings {
+        batch_size: 16,
+        views: 2,
+        ..WorkloadSettings::default()
+    };
+    settings.seed = 3;
+    let Workload::Images(mut config) = settings.workload() else {
+        panic!("the default workload is an image run");
+    };
+    config.data.shapes_train = 256;
+    config.data.shapes_test = 64;
+    config.eval.bank_size = 128;
+    let trainer =
+        Trainer::spawn(&cpu(), Workload::Images(config), false, Box::new(|| {})).expect("spawns");
+    assert!(trainer.send(Command::Step));
+    assert!(trainer.send(Command::Step));
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut last = None;
+    while std::time::Instant::now() < deadline {
+        if let Some(snapshot) = trainer.wait_snapshot(Duration::from_millis(200)) {
+            assert!(snapshot.error.is_none(), "{:?}", snapshot.error);
+            let done = snapshot.step == 2;
+            last = Some(snapshot);
+            if done {
+                break;
+            }
+        }
+    }
+    let snapshot = last.expect("snapshots");
+    assert_eq!(snapshot.step, 2);
+    let info = &snapshot.info;
+    assert_eq!(info.labels.len(), 64, "every held-out image is displayed");
+    match &info.preview {
+        msbreg::run::live::Preview::Images(set) => assert_eq!(set.pixels.len(), 64 * 32 * 32 * 3),
+        other => panic!("expected images, got {other:?}"),
+    }
+    let frame = snapshot.frame.as_ref().expect("a frame");
+    assert_eq!(frame.points.len(), 64);
+    assert_eq!(frame.views.len(), 64);
+    for p in &frame.sphere {
+        let norm = (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "sphere points are unit: {norm}");
+    }
+    for p in &frame.points {
+        let norm = (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt();
+        assert!(
+            norm <= 1.0 + 1e-4,
+            "projected unit embeddings stay in the unit ball: {norm}"
+        );
+    }
+    assert_eq!(snapshot.spectrum.len(), info.embed_dim);
+}
