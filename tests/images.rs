@@ -526,6 +526,44 @@ fn train_checkpoints_resume_eval_and_export() {
     );
 }
 
+/// `--stop-after 0` keeps the initial weights, so `eval` measures the random-init baseline,
+/// and a resumed run from there draws the same curve as the whole run.
+#[test]
+fn stop_after_zero_saves_the_initial_weights() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let init = dir.path().join("init");
+    run_ok(
+        msbreg()
+            .args(SMALL_RUN)
+            .arg("--out")
+            .arg(&init)
+            .args(["--stop-after", "0"]),
+    );
+    assert!(init.join("checkpoints/step-00000000").is_dir());
+    let out = run_ok(
+        msbreg()
+            .args(["eval", "--probe-epochs", "1", "--run"])
+            .arg(&init),
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(out.lines().last().unwrap_or("")).expect("json line");
+    assert_eq!(json["step"], 0, "{out}");
+    let whole = dir.path().join("whole");
+    run_ok(msbreg().args(SMALL_RUN).arg("--out").arg(&whole));
+    run_ok(msbreg().arg("train").arg("--resume").arg(&init));
+    let steps = |dir: &Path| -> Vec<u64> {
+        curve(dir)
+            .iter()
+            .filter_map(|v| v["step"].as_u64())
+            .collect()
+    };
+    assert_eq!(steps(&whole), steps(&init), "the same logged steps");
+    assert!(
+        curve(&whole) == curve(&init),
+        "resumed from step 0: the same curve"
+    );
+}
+
 #[test]
 fn train_rejects_bad_settings_by_name() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -58,7 +58,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
     /// Stop once this many steps are done, with a checkpoint, as if interrupted; continue
-    /// later with --resume.
+    /// later with --resume. `--stop-after 0` saves the initial weights: `msbreg eval` on that
+    /// run measures the encoder at random initialisation.
     #[arg(long, value_name = "STEPS")]
     pub stop_after: Option<u64>,
 }

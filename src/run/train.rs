@@ -882,7 +882,8 @@ pub fn train(
     let mut last = None;
     let mut last_knn = None;
 
-    if start_step == 0 {
+    // The step-0 line, unless a run resumed from its step-0 checkpoint already has it.
+    if start_step == 0 && !metrics_path.exists() {
         let diagnostics = run.evaluate().map_err(|reason| TrainError::Step {
             step: 0,
             reason,
@@ -897,6 +898,10 @@ pub fn train(
             metrics: MetricsRecord::new(0, None, &diagnostics.unwrap_or_else(nan_diagnostics), 0.0),
         };
         append_record(&metrics_path, &record)?;
+        if end == 0 {
+            // `--stop-after 0`: the initial weights, as a baseline for `msbreg eval`.
+            run.save_checkpoint(out)?;
+        }
     }
 
     while run.step < end {
