@@ -237,12 +237,23 @@ fn workload_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
                 }
             });
     });
-    ui.add(egui::Slider::new(&mut settings.views, 2..=8).text("Views M"));
-    ui.add(
-        egui::Slider::new(&mut settings.batch_size, 8..=1024)
+    // Sliders that start a fresh run act when let go (or on a click or key), not on every
+    // frame of a drag: each value would otherwise start a run of its own.
+    let mut pending = app.pending_settings.unwrap_or(settings);
+    let views = ui.add(egui::Slider::new(&mut pending.views, 2..=8).text("Views M"));
+    let batch = ui.add(
+        egui::Slider::new(&mut pending.batch_size, 8..=1024)
             .logarithmic(true)
             .text("Batch size N"),
     );
+    let dragging = views.dragged() || batch.dragged();
+    if dragging {
+        app.pending_settings = Some(pending);
+    } else {
+        app.pending_settings = None;
+        settings.views = pending.views;
+        settings.batch_size = pending.batch_size;
+    }
     ui.horizontal(|ui| {
         let label = ui.label("Seed");
         ui.add(egui::DragValue::new(&mut settings.seed))

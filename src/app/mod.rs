@@ -102,6 +102,8 @@ pub struct MsbregApp {
     backend: Backend,
     /// The workload settings as shown in the left panel.
     pub settings: WorkloadSettings,
+    /// Settings being dragged on a slider, applied when it is let go.
+    pending_settings: Option<WorkloadSettings>,
     /// The forces and learning rate as shown (sent to the trainer on every change).
     pub dynamics: Dynamics,
     pub learning_rate: f64,
@@ -158,6 +160,7 @@ impl MsbregApp {
             trainer,
             backend: options.backend,
             settings,
+            pending_settings: None,
             dynamics,
             learning_rate,
             view: ViewSettings::default(),

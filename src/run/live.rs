@@ -515,7 +515,26 @@ impl TrainerState {
                 }
             };
             match command {
-                Some(command) => self.apply(command),
+                Some(command) => {
+                    // Everything queued is applied now; a fresh run that a later one in the
+                    // queue replaces is skipped (it would only be built and thrown away).
+                    let mut queued: Vec<Command> = std::iter::once(command)
+                        .chain(commands.try_iter())
+                        .collect();
+                    if let Some(last) = queued.iter().rposition(|c| matches!(c, Command::NewRun(_)))
+                    {
+                        let mut index = 0;
+                        queued.retain(|c| {
+                            let keep =
+                                index >= last || !matches!(c, Command::NewRun(_) | Command::Reset);
+                            index += 1;
+                            keep
+                        });
+                    }
+                    for command in queued {
+                        self.apply(command);
+                    }
+                }
                 None => {
                     self.train_step(false);
                 }
