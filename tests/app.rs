@@ -315,3 +315,68 @@ fn an_image_run_trains_and_shows_its_held_out_images() {
     }
     assert_eq!(snapshot.spectrum.len(), info.embed_dim);
 }
+
+/// The whole app rendered by egui's wgpu renderer with the particle renderer installed
+/// (lavapipe here), in each view mode, with tethers and the sphere wireframe: the class
+/// colours appear in the view. The images are kept in `target/tmp/app-views/` to be looked at.
+#[test]
+fn every_view_mode_renders_the_particles_through_wgpu() {
+    if std::env::var("MSBREG_SKIP_WGPU_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("skipped (MSBREG_SKIP_WGPU_TESTS=1)");
+        return;
+    }
+    let options = AppOptions {
+        backend: cpu(),
+        settings: WorkloadSettings::sandbox(SandboxKind::Gaussians),
+        running: false,
+        frame_stats: None,
+    };
+    let render_state = egui_kittest::wgpu::create_render_state(
+        egui_kittest::wgpu::default_wgpu_setup(),
+        eframe::egui_wgpu::RendererOptions::PREDICTABLE,
+    );
+    let ctx = egui::Context::default();
+    let app = MsbregApp::new(&ctx, Some(&render_state), options);
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(
+            render_state,
+        ))
+        .build_ui_state(|ui, app: &mut MsbregApp| app.ui(ui), app);
+    harness.run_steps(2);
+    assert!(harness.state_mut().poll_until(WAIT, |s| s.frame.is_some()));
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("app-views");
+    std::fs::create_dir_all(&dir).expect("image dir");
+    for (label, file) in [
+        ("2D PCA", "pca2d"),
+        ("3D PCA", "pca3d"),
+        ("Sphere", "sphere"),
+    ] {
+        harness.get_by_label(label).click();
+        harness.run_steps(2);
+        if file == "sphere" {
+            harness.get_by_label("Tethers").click();
+            harness.run_steps(2);
+        }
+        let image = harness.render().expect("renders");
+        image.save(dir.join(format!("{file}.png"))).expect("saves");
+        // Class 0 and class 1 of the palette (blue, orange), in the middle of the window.
+        let hits = |target: [u8; 3]| {
+            image
+                .enumerate_pixels()
+                .filter(|(x, y, _)| (400..1000).contains(x) && (100..850).contains(y))
+                .filter(|(_, _, p)| {
+                    (0..3).all(|c| (i32::from(p.0[c]) - i32::from(target[c])).abs() < 12)
+                })
+                .count()
+        };
+        // Drawn at the default opacity 0.85 over the view's background (grey 18).
+        let blended = |rgb: [u8; 3]| rgb.map(|c| (0.85 * f32::from(c) + 0.15 * 18.0).round() as u8);
+        let blue = hits(blended(msbreg::app::class_color(0)));
+        let orange = hits(blended(msbreg::app::class_color(1)));
+        assert!(
+            blue > 30 && orange > 30,
+            "{file}: blue {blue}, orange {orange} pixels"
+        );
+    }
+}

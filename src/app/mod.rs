@@ -22,7 +22,7 @@ use crate::method::Dynamics;
 use crate::run::live::{Command, MetricsPoint, RunInfo, Snapshot, Trainer, Workload};
 
 pub use controls::{DataChoice, ModelChoice, WorkloadSettings};
-pub use view::{ViewMode, ViewSettings};
+pub use view::{ViewMode, ViewSettings, class_color};
 
 /// What the app starts with.
 #[derive(Clone)]
