@@ -4,6 +4,10 @@
 //
 // Colours are straight (not premultiplied) RGBA in gamma space (sRGB, as egui's `Color32`);
 // `fs_main_linear_framebuffer` decodes them for an `*Srgb` target, which encodes them back.
+//
+// On software adapters many particles are drawn on the CPU instead (src/render/splat.rs:
+// `Sprite::project` mirrors `vs_main`, `coverage` and `blend_sprite` mirror `shade`): keep the
+// two in sync; tests/render.rs checks that both draw the same image.
 
 // Mirrored in src/render/mod.rs as `FrameUniform`: keep in sync (the size is checked by
 // tests/render.rs).
@@ -32,8 +36,9 @@ struct VertexOut {
     @location(2) color: vec4<f32>,
 };
 
-// The quad reaches this far beyond the radius, so the antialiased edge is not cut off.
-const EDGE_MARGIN_PX: f32 = 1.0;
+// The quad reaches this far beyond the radius, so the antialiased edge (which ends half a
+// pixel out, see `shade`) is not cut off.
+const EDGE_MARGIN_PX: f32 = 0.5;
 
 @vertex
 fn vs_main(@builtin(vertex_index) vertex_index: u32, particle: ParticleIn) -> VertexOut {

@@ -159,7 +159,7 @@ enum BenchCommand {
     /// streamed every frame.
     Render {
         /// Particle counts.
-        #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+        #[arg(long, value_delimiter = ',', default_value = "0,100000,1000000")]
         points: Vec<usize>,
         /// Timed frames per count (after one warm-up frame).
         #[arg(long, default_value_t = 30)]
@@ -257,12 +257,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn bench_render(points: &[usize], frames: usize) -> anyhow::Result<()> {
     let lines = msbreg::render::bench_render(points, frames)?;
     for line in &lines {
+        let reference = line
+            .gpu_quads_static_frames_per_sec
+            .map(|quads| {
+                format!(
+                    "; GPU quads (the reference, same run) {quads:.1} frames/s, ratio {:.1}x",
+                    line.static_frames_per_sec / quads.max(1e-9)
+                )
+            })
+            .unwrap_or_default();
         println!(
-            "{:>9} particles: {:7.1} frames/s streaming (uploaded every frame), {:7.1} frames/s \
-             static, {} frames on {}",
+            "{:>9} particles at {} px, {:?}: {:.1} frames/s static, {:.1} frames/s streaming \
+             (uploaded every frame){reference}; {} frames on {}",
             line.points,
-            line.streaming_frames_per_sec,
+            line.point_size_px,
+            line.rasteriser,
             line.static_frames_per_sec,
+            line.streaming_frames_per_sec,
             line.frames,
             line.adapter
         );
@@ -274,15 +285,15 @@ fn bench_render(points: &[usize], frames: usize) -> anyhow::Result<()> {
                 "points": line.points,
                 "frames": line.frames,
                 "adapter": line.adapter,
-                "streaming_frames_per_sec": line.streaming_frames_per_sec,
+                "rasteriser": format!("{:?}", line.rasteriser),
+                "point_size_px": line.point_size_px,
                 "static_frames_per_sec": line.static_frames_per_sec,
+                "streaming_frames_per_sec": line.streaming_frames_per_sec,
+                "gpu_quads_static_frames_per_sec": line.gpu_quads_static_frames_per_sec,
             })
         })
         .collect();
-    println!(
-        "{}",
-        serde_json::json!({"bench": "render", "results": json})
-    );
+    println!("{}", serde_json::json!({"bench": "render", "results": json}));
     Ok(())
 }
 

@@ -1,9 +1,28 @@
 //! `bench_render`: frames per second of the renderer into a 1280 x 720 offscreen target with
-//! the 3D orbit camera, on its own device (a hardware GPU if there is one). Two cases per
-//! particle count, so each line carries its own reference: `static` (the geometry uploaded
-//! once, only the view each frame, as when orbiting a paused cloud) and `streaming` (uploaded
-//! every frame, as while training). Each frame waits for the GPU, as a window does at its
-//! present.
+//! the 3D orbit camera and the app's default style (7 px sprites, opacity 0.85), on its own
+//! device (a hardware GPU if there is one), with the adapter's [`Rasteriser`]. Two cases per
+//! particle count: `static` (the geometry uploaded once, only the view each frame, as when
+//! orbiting a paused cloud) and `streaming` (uploaded every frame, as while training). Where
+//! the particles are splatted, [`Rasteriser::GpuQuads`]' `static` is measured in the same run
+//! as the reference. Each frame waits for the GPU, as a window does at its present.
+//!
+//! What limits lavapipe's pipeline (2 cores, llvmpipe 15, 100 k particles uniform in the
+//! cube, frames/s, medians of 7 rounds side by side in one process, the machine shared):
+//!
+//! | Variant | frames/s |
+//! |---|---|
+//! | instanced quads, 4-vertex strip, 4 px (the `GpuQuads` path) | 14.8 |
+//! | the same at 1 px (so shading is not it) | 16.2 |
+//! | 6 vertices per quad instead of a strip | 14.7 |
+//! | no `discard` / no blending / no smoothstep | 14.7 / 16.0 / 17.9 |
+//! | every quad culled in the vertex shader (so vertex work is not it) | 97.9 |
+//! | quads of 0.05 px, which cover no pixel | 20.4 |
+//! | one triangle per particle, one varying, 2 px / 0.05 px | 27.0 / 33.1 |
+//! | a 1 px point list | 39.4 |
+//!
+//! Every primitive costs about 0.3 µs of setup, binning and rasteriser dispatch however small,
+//! so no design with a primitive per particle reaches 30 frames/s at the app's 7 px there;
+//! [`Rasteriser::CpuSplat`] skips the pipeline: 55 frames/s at 7 px (the quads: 9.9).
 
 use std::time::Instant;
 
@@ -11,12 +30,12 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{
-    Camera, FrameData, HeadlessGpu, Offscreen, Particle, RenderError, RenderStyle, Upload,
-    ViewMode, unit_sphere_wireframe,
+    Camera, FrameData, HeadlessGpu, Offscreen, Particle, Rasteriser, RenderError, RenderStyle,
+    Upload, ViewMode, unit_sphere_wireframe,
 };
 
 /// The particles are drawn from this seed, so every run renders the same cloud.
-const BENCH_SEED: u64 = 0x5eed_0f_9a_57;
+const BENCH_SEED: u64 = 0x5eed_f00d;
 const BENCH_SIZE_PX: [u32; 2] = [1280, 720];
 
 /// One particle count's result.
@@ -26,10 +45,18 @@ pub struct BenchLine {
     pub frames: usize,
     /// "name (device type, backend)".
     pub adapter: String,
+    /// What drew the particles ([`Rasteriser::GpuQuads`] or [`Rasteriser::CpuSplat`]): the
+    /// adapter's [`Rasteriser::for_adapter`] settles it for this count.
+    pub rasteriser: Rasteriser,
+    /// Sprite diameter: [`RenderStyle::default`], the app's.
+    pub point_size_px: f32,
     /// Geometry uploaded once, before timing.
     pub static_frames_per_sec: f64,
     /// Geometry uploaded every frame.
     pub streaming_frames_per_sec: f64,
+    /// [`Rasteriser::GpuQuads`]' `static`, measured in the same run where the particles were
+    /// splatted: the reference for the ratio.
+    pub gpu_quads_static_frames_per_sec: Option<f64>,
 }
 
 /// `points` particles uniform in the cube [-1, 1]^3 with random opaque colours, and the
@@ -56,10 +83,7 @@ fn bench_frame(points: usize) -> FrameData {
         particles,
         lines: unit_sphere_wireframe([0.6, 0.6, 0.6, 0.25]),
         camera: Camera::new(ViewMode::Orbit3d),
-        style: RenderStyle {
-            point_size_px: 4.0,
-            opacity: 0.8,
-        },
+        style: RenderStyle::default(),
     }
 }
 
@@ -70,7 +94,10 @@ pub fn bench_render(points: &[usize], frames: usize) -> Result<Vec<BenchLine>, R
     let (device, queue) = (&gpu.device, &gpu.queue);
     let [width, height] = BENCH_SIZE_PX;
     let mut target = Offscreen::new(device, width, height)?;
-    let mut renderer = target.renderer(device);
+    let rasteriser = gpu.rasteriser();
+    let mut renderer = target.renderer(device, rasteriser);
+    let mut quads =
+        (rasteriser != Rasteriser::GpuQuads).then(|| target.renderer(device, Rasteriser::GpuQuads));
     let frames = frames.max(1);
 
     let mut lines = Vec::with_capacity(points.len());
@@ -78,6 +105,8 @@ pub fn bench_render(points: &[usize], frames: usize) -> Result<Vec<BenchLine>, R
         let frame = bench_frame(count);
         // Warm-up: pipelines compiled, buffers grown, geometry uploaded.
         target.render_frames(device, queue, &mut renderer, &frame, 1, Upload::Everything)?;
+        let frames_per_sec =
+            |start: Instant| frames as f64 / start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
 
         let start = Instant::now();
         target.render_frames(
@@ -88,7 +117,7 @@ pub fn bench_render(points: &[usize], frames: usize) -> Result<Vec<BenchLine>, R
             frames,
             Upload::ViewOnly,
         )?;
-        let static_secs = start.elapsed().as_secs_f64();
+        let static_frames_per_sec = frames_per_sec(start);
 
         let start = Instant::now();
         target.render_frames(
@@ -99,14 +128,31 @@ pub fn bench_render(points: &[usize], frames: usize) -> Result<Vec<BenchLine>, R
             frames,
             Upload::Everything,
         )?;
-        let streaming_secs = start.elapsed().as_secs_f64();
+        let streaming_frames_per_sec = frames_per_sec(start);
+
+        let drawn_with = renderer.drawn_with();
+        let reference = quads
+            .as_mut()
+            .filter(|_| drawn_with != Rasteriser::GpuQuads);
+        let gpu_quads_static_frames_per_sec = match reference {
+            Some(quads) => {
+                target.render_frames(device, queue, quads, &frame, 1, Upload::Everything)?;
+                let start = Instant::now();
+                target.render_frames(device, queue, quads, &frame, frames, Upload::ViewOnly)?;
+                Some(frames_per_sec(start))
+            }
+            None => None,
+        };
 
         lines.push(BenchLine {
             points: count,
             frames,
             adapter: gpu.describe(),
-            static_frames_per_sec: frames as f64 / static_secs.max(f64::MIN_POSITIVE),
-            streaming_frames_per_sec: frames as f64 / streaming_secs.max(f64::MIN_POSITIVE),
+            rasteriser: drawn_with,
+            point_size_px: frame.style.point_size_px,
+            static_frames_per_sec,
+            streaming_frames_per_sec,
+            gpu_quads_static_frames_per_sec,
         });
     }
     Ok(lines)

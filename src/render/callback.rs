@@ -7,11 +7,12 @@ use eframe::egui;
 use eframe::egui_wgpu::{self, CallbackResources, CallbackTrait, ScreenDescriptor};
 use eframe::wgpu;
 
-use super::{FrameData, ParticleRenderer};
+use super::{FrameData, ParticleRenderer, Rasteriser};
 
 /// Creates the renderer for egui's render pass and stores it in `callback_resources`, for
 /// eframe's defaults: `NativeOptions::multisampling` 0 (no MSAA) and `depth_buffer` 0 (the
-/// pipelines have no depth state, so `depth_buffer` must stay 0 in any case).
+/// pipelines have no depth state, so `depth_buffer` must stay 0 in any case). Particles are
+/// drawn with the adapter's [`Rasteriser::for_adapter`].
 pub fn install(render_state: &egui_wgpu::RenderState) {
     install_with_msaa(render_state, 1);
 }
@@ -19,10 +20,21 @@ pub fn install(render_state: &egui_wgpu::RenderState) {
 /// [`install`] for a window with MSAA: `msaa_samples` must be eframe's
 /// `NativeOptions::multisampling` (egui-wgpu does not expose it).
 pub fn install_with_msaa(render_state: &egui_wgpu::RenderState, msaa_samples: u32) {
+    let rasteriser = Rasteriser::for_adapter(&render_state.adapter.get_info());
+    install_with(render_state, msaa_samples, rasteriser);
+}
+
+/// [`install_with_msaa`] with a rasteriser of one's choosing.
+pub fn install_with(
+    render_state: &egui_wgpu::RenderState,
+    msaa_samples: u32,
+    rasteriser: Rasteriser,
+) {
     let renderer = ParticleRenderer::new(
         &render_state.device,
         render_state.target_format,
         msaa_samples,
+        rasteriser,
     );
     render_state
         .renderer

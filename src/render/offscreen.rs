@@ -7,7 +7,7 @@ use std::sync::mpsc;
 
 use eframe::wgpu;
 
-use super::{FrameData, ParticleRenderer, RenderError};
+use super::{FrameData, ParticleRenderer, Rasteriser, RenderError};
 
 /// A device and queue of their own, on the best adapter there is.
 pub struct HeadlessGpu {
@@ -53,6 +53,11 @@ impl HeadlessGpu {
             device,
             queue,
         })
+    }
+
+    /// How this adapter draws particles best: [`Rasteriser::for_adapter`].
+    pub fn rasteriser(&self) -> Rasteriser {
+        Rasteriser::for_adapter(&self.adapter_info)
     }
 
     /// "name (device type, backend)".
@@ -169,9 +174,9 @@ impl Offscreen {
         self.msaa_samples
     }
 
-    /// A renderer whose pipelines match this target.
-    pub fn renderer(&self, device: &wgpu::Device) -> ParticleRenderer {
-        ParticleRenderer::new(device, self.format, self.msaa_samples)
+    /// A renderer whose pipelines match this target, drawing particles with `rasteriser`.
+    pub fn renderer(&self, device: &wgpu::Device, rasteriser: Rasteriser) -> ParticleRenderer {
+        ParticleRenderer::new(device, self.format, self.msaa_samples, rasteriser)
     }
 
     /// Prepares `frame` and encodes its render pass (clear, then draw).
@@ -188,7 +193,7 @@ impl Offscreen {
                 renderer.prepare(device, queue, frame, self.size());
             }
             Upload::ViewOnly => {
-                renderer.prepare_view(queue, &frame.camera, &frame.style, self.size());
+                renderer.prepare_view(device, queue, &frame.camera, &frame.style, self.size());
             }
         }
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
