@@ -293,7 +293,10 @@ fn bench_render(points: &[usize], frames: usize) -> anyhow::Result<()> {
             })
         })
         .collect();
-    println!("{}", serde_json::json!({"bench": "render", "results": json}));
+    println!(
+        "{}",
+        serde_json::json!({"bench": "render", "results": json})
+    );
     Ok(())
 }
 

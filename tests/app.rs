@@ -297,7 +297,9 @@ fn an_image_run_trains_and_shows_its_held_out_images() {
     assert_eq!(info.labels.len(), 64, "every held-out image is displayed");
     match &info.preview {
         msbreg::run::live::Preview::Images(set) => assert_eq!(set.pixels.len(), 64 * 32 * 32 * 3),
-        other => panic!("expected images, got {other:?}"),
+        other @ msbreg::run::live::Preview::Points { .. } => {
+            panic!("expected images, got {other:?}")
+        }
     }
     let frame = snapshot.frame.as_ref().expect("a frame");
     assert_eq!(frame.points.len(), 64);

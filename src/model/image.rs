@@ -15,6 +15,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::im2col::{self, Rows};
 use super::mlp::{Mlp, MlpConfig};
 use crate::method::Embedder;
 use crate::method::step::Online;
@@ -74,12 +75,72 @@ impl ConvBlock {
         self.activation
             .forward(self.norm.forward(self.conv.forward(x)))
     }
+
+    /// The block through [`im2col`], from an NCHW batch to channels-last rows.
+    fn forward_image_to_rows(&self, x: Tensor<4>) -> Rows {
+        self.norm_relu_rows(im2col::conv3x3_image(&self.conv, x))
+    }
+
+    /// The block through [`im2col`], on channels-last rows.
+    fn forward_rows(&self, x: Rows) -> Rows {
+        self.norm_relu_rows(im2col::conv3x3_rows(&self.conv, x))
+    }
+
+    /// Batch norm over the rows of `[N * H * W, C]` normalises each channel over N, H and W, as
+    /// on `[N, C, H, W]`.
+    fn norm_relu_rows(&self, x: Rows) -> Rows {
+        let rows = self
+            .activation
+            .forward(im2col::batch_norm_rows(&self.norm, x.rows));
+        Rows { rows, ..x }
+    }
 }
 
 /// The small CNN: three stride-2 blocks and global average pooling.
 #[derive(Module, Debug)]
 pub struct SmallCnn {
     blocks: Vec<ConvBlock>,
+}
+
+impl SmallCnn {
+    /// # Shapes
+    /// - `x`: `[B, C, H, W]`
+    /// - output: `[B, 128]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let im2col = im2col::prefers_im2col(&x.device())
+            && self
+                .blocks
+                .iter()
+                .all(|block| im2col::supported(&block.conv));
+        if im2col {
+            self.forward_im2col(x)
+        } else {
+            self.forward_conv2d(x)
+        }
+    }
+
+    /// Through burn's `conv2d`, NCHW throughout: the path on wgpu.
+    pub fn forward_conv2d(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = x;
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        global_average(x)
+    }
+
+    /// Through [`im2col`]'s gather and matrix product, channels-last between blocks: the path on
+    /// flex, where the whole `bench train` step takes 98 ms this way against 234 ms through
+    /// `conv2d` (2 cores).
+    pub fn forward_im2col(&self, x: Tensor<4>) -> Tensor<2> {
+        let Some((first, rest)) = self.blocks.split_first() else {
+            return global_average(x);
+        };
+        let mut x = first.forward_image_to_rows(x);
+        for block in rest {
+            x = block.forward_rows(x);
+        }
+        im2col::global_average(x)
+    }
 }
 
 /// ResNet's basic block: two 3x3 convolutions with a shortcut (1x1 conv when the shape changes).
@@ -190,13 +251,7 @@ impl Encoder {
                 let [batch, c, h, w] = x.dims();
                 mlp.forward(x.reshape([batch, c * h * w]))
             }
-            Self::Cnn(cnn) => {
-                let mut x = x;
-                for block in &cnn.blocks {
-                    x = block.forward(x);
-                }
-                global_average(x)
-            }
+            Self::Cnn(cnn) => cnn.forward(x),
             Self::Resnet18(net) => {
                 let mut x = net.stem.forward(x);
                 for block in &net.blocks {

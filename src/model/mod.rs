@@ -2,6 +2,7 @@
 //! heads are MLPs), the sandbox's [`SandboxNet`], the image encoders and [`ImageNet`], and a
 //! seeded initialiser so that the same seed gives the same weights on every backend.
 
+pub mod im2col;
 pub mod image;
 pub mod init;
 pub mod mlp;
