@@ -1,6 +1,7 @@
 //! The real window: `msbreg` (the default app) under Xvfb on Debian's software Vulkan, left
 //! to train for a while, then photographed (`import -window root`, ImageMagick) and checked
-//! for being alive and not blank. The screenshot is kept in `target/screenshots/app.png`
+//! for being alive and not blank. The screenshot is kept in `tmp/screenshots/app.png` of the
+//! build folder
 //! (or `$MSBREG_SCREENSHOT_DIR`) to be looked at.
 //!
 //! Needs `xvfb`, `xauth` and `imagemagick` (installed by `.ci/run`). Without Xvfb the test
