@@ -261,24 +261,12 @@ fn workload_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
     });
     if settings != app.settings {
         app.settings = settings;
-        let workload = with_dynamics(settings.workload(), app.dynamics);
+        // A new run keeps the forces now shown (the learning rate is the workload's own:
+        // the sandbox and image runs want different ones).
+        let mut workload = settings.workload();
+        workload.set_dynamics(app.dynamics);
         app.learning_rate = workload.learning_rate();
         app.send(Command::NewRun(Box::new(workload)));
-    }
-}
-
-/// `workload` with the forces now shown, so a new run keeps them (the learning rate is the
-/// workload's own: the sandbox and image runs want different ones).
-fn with_dynamics(workload: Workload, dynamics: crate::method::Dynamics) -> Workload {
-    match workload {
-        Workload::Sandbox(mut config) => {
-            config.dynamics = dynamics;
-            Workload::Sandbox(config)
-        }
-        Workload::Images(mut config) => {
-            config.dynamics = dynamics;
-            Workload::Images(config)
-        }
     }
 }
 

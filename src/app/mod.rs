@@ -19,7 +19,7 @@ use eframe::{egui, egui_wgpu};
 
 use crate::backend::Backend;
 use crate::method::Dynamics;
-use crate::run::live::{Command, MetricsPoint, RunInfo, Snapshot, Trainer, Workload};
+use crate::run::live::{Command, MetricsPoint, RunInfo, Snapshot, Trainer};
 
 pub use controls::{DataChoice, ModelChoice, WorkloadSettings};
 pub use view::{ViewMode, ViewSettings, class_color};
@@ -86,14 +86,18 @@ impl FrameTimes {
 
     /// The `q` quantile (0..=1) in milliseconds.
     fn quantile_ms(&self, q: f64) -> f64 {
-        if self.secs.is_empty() {
-            return 0.0;
-        }
-        let mut sorted: Vec<f64> = self.secs.iter().copied().collect();
-        sorted.sort_by(f64::total_cmp);
-        let index = ((sorted.len() - 1) as f64 * q).round() as usize;
-        sorted[index] * 1000.0
+        quantile_ms(self.secs.iter().copied().collect(), q)
     }
+}
+
+/// The `q` quantile (0..=1) of `secs`, in milliseconds; 0 when there are none.
+fn quantile_ms(mut secs: Vec<f64>, q: f64) -> f64 {
+    if secs.is_empty() {
+        return 0.0;
+    }
+    secs.sort_by(f64::total_cmp);
+    let index = ((secs.len() - 1) as f64 * q).round() as usize;
+    secs[index] * 1000.0
 }
 
 /// The app's state. Construct with [`MsbregApp::new`]; draw with [`MsbregApp::ui`].
@@ -317,20 +321,14 @@ impl MsbregApp {
                 .push(frame_start.duration_since(last).as_secs_f64());
         }
         if self.started.elapsed() >= stats_after {
-            let mut intervals = self.frame_intervals.clone();
-            intervals.sort_by(f64::total_cmp);
-            let quantile = |q: f64| {
-                intervals
-                    .get(((intervals.len().max(1) - 1) as f64 * q).round() as usize)
-                    .map_or(0.0, |s| s * 1000.0)
-            };
+            let intervals = std::mem::take(&mut self.frame_intervals);
             let step = self.latest.as_ref().map_or(0, |s| s.step);
             eprintln!(
                 "frame stats: {} frames, interval p50 {:.1} ms, p99 {:.1} ms; UI time p50 {:.1} \
                  ms, p99 {:.1} ms; {} training steps",
                 intervals.len(),
-                quantile(0.5),
-                quantile(0.99),
+                quantile_ms(intervals.clone(), 0.5),
+                quantile_ms(intervals, 0.99),
                 self.frame_times.quantile_ms(0.5),
                 self.frame_times.quantile_ms(0.99),
                 step
@@ -408,9 +406,4 @@ pub fn run_app(options: AppOptions) -> anyhow::Result<()> {
         }),
     )
     .map_err(|err| anyhow::anyhow!("the window could not open: {err}"))
-}
-
-/// The default workload of the app, for `settings`.
-pub fn default_workload() -> Workload {
-    WorkloadSettings::default().workload()
 }

@@ -119,7 +119,7 @@ pub fn frame_geometry(
         .collect();
     let mut lines = Vec::new();
     if settings.tethers {
-        for ((pair, &label), _) in views.iter().zip(labels).zip(points) {
+        for (pair, &label) in views.iter().zip(labels) {
             let [a, b] = [flatten(pair[0]), flatten(pair[1])];
             let centre = [
                 f32::midpoint(a[0], b[0]),
@@ -302,12 +302,11 @@ fn hover_ui(app: &mut MsbregApp, info: &RunInfo, index: usize, response: &egui::
         .unwrap_or_else(|| format!("class {label}"));
     let texture = match &info.preview {
         Preview::Images(set) if index < set.len() => {
-            let key = index;
             let ctx = response.ctx.clone();
             Some(
                 app.thumbnails
                     .textures
-                    .entry(key)
+                    .entry(index)
                     .or_insert_with(|| {
                         let shape = set.shape;
                         let pixels = set.image(index);

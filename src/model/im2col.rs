@@ -15,6 +15,7 @@
 //! of `[N, C, H, W]`, so the network computes the same function as with `conv2d` (the sums run
 //! in another order: values agree to float rounding, see the tests).
 
+use burn::module::RunningState;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -207,20 +208,16 @@ pub fn batch_norm_rows(norm: &BatchNorm, x: Tensor<2>) -> Tensor<2> {
 
     let [channels] = norm.gamma.dims();
     let momentum = norm.momentum;
-    let running_mean = norm
-        .running_mean
-        .value_sync()
-        .to_device(&device)
-        .mul_scalar(1.0 - momentum)
-        .add(mean.detach().reshape([channels]).mul_scalar(momentum));
-    let running_var = norm
-        .running_var
-        .value_sync()
-        .to_device(&device)
-        .mul_scalar(1.0 - momentum)
-        .add(variance.detach().reshape([channels]).mul_scalar(momentum));
-    norm.running_mean.update(running_mean.detach());
-    norm.running_var.update(running_var.detach());
+    let update = |running: &RunningState<Tensor<1>>, batch: Tensor<2>| {
+        let value = running
+            .value_sync()
+            .to_device(&device)
+            .mul_scalar(1.0 - momentum)
+            .add(batch.detach().reshape([channels]).mul_scalar(momentum));
+        running.update(value.detach());
+    };
+    update(&norm.running_mean, mean);
+    update(&norm.running_var, variance);
     output
 }
 

@@ -30,8 +30,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{
-    Camera, FrameData, HeadlessGpu, Offscreen, Particle, Rasteriser, RenderError, RenderStyle,
-    Upload, ViewMode, unit_sphere_wireframe,
+    Camera, FrameData, HeadlessGpu, Offscreen, Particle, ParticleRenderer, Rasteriser, RenderError,
+    RenderStyle, Upload, ViewMode, unit_sphere_wireframe,
 };
 
 /// The particles are drawn from this seed, so every run renders the same cloud.
@@ -103,45 +103,24 @@ pub fn bench_render(points: &[usize], frames: usize) -> Result<Vec<BenchLine>, R
     let mut lines = Vec::with_capacity(points.len());
     for &count in points {
         let frame = bench_frame(count);
-        // Warm-up: pipelines compiled, buffers grown, geometry uploaded.
-        target.render_frames(device, queue, &mut renderer, &frame, 1, Upload::Everything)?;
-        let frames_per_sec =
-            |start: Instant| frames as f64 / start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
-
-        let start = Instant::now();
-        target.render_frames(
-            device,
-            queue,
-            &mut renderer,
-            &frame,
-            frames,
-            Upload::ViewOnly,
-        )?;
-        let static_frames_per_sec = frames_per_sec(start);
-
-        let start = Instant::now();
-        target.render_frames(
-            device,
-            queue,
-            &mut renderer,
-            &frame,
-            frames,
-            Upload::Everything,
-        )?;
-        let streaming_frames_per_sec = frames_per_sec(start);
+        // Frames/s of `frames` frames with `renderer`, after a warm-up frame (pipelines
+        // compiled, buffers grown, geometry uploaded).
+        let mut frames_per_sec =
+            |renderer: &mut ParticleRenderer, upload: Upload| -> Result<f64, RenderError> {
+                target.render_frames(device, queue, renderer, &frame, 1, Upload::Everything)?;
+                let start = Instant::now();
+                target.render_frames(device, queue, renderer, &frame, frames, upload)?;
+                Ok(frames as f64 / start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE))
+            };
+        let static_frames_per_sec = frames_per_sec(&mut renderer, Upload::ViewOnly)?;
+        let streaming_frames_per_sec = frames_per_sec(&mut renderer, Upload::Everything)?;
 
         let drawn_with = renderer.drawn_with();
-        let reference = quads
-            .as_mut()
-            .filter(|_| drawn_with != Rasteriser::GpuQuads);
-        let gpu_quads_static_frames_per_sec = match reference {
-            Some(quads) => {
-                target.render_frames(device, queue, quads, &frame, 1, Upload::Everything)?;
-                let start = Instant::now();
-                target.render_frames(device, queue, quads, &frame, frames, Upload::ViewOnly)?;
-                Some(frames_per_sec(start))
+        let gpu_quads_static_frames_per_sec = match quads.as_mut() {
+            Some(quads) if drawn_with != Rasteriser::GpuQuads => {
+                Some(frames_per_sec(quads, Upload::ViewOnly)?)
             }
-            None => None,
+            _ => None,
         };
 
         lines.push(BenchLine {

@@ -74,18 +74,19 @@ impl Workload {
         }
     }
 
-    fn with_dynamics(mut self, dynamics: Dynamics, learning_rate: f64) -> Self {
-        match &mut self {
-            Self::Sandbox(config) => {
-                config.dynamics = dynamics;
-                config.learning_rate = learning_rate;
-            }
-            Self::Images(config) => {
-                config.dynamics = dynamics;
-                config.learning_rate = learning_rate;
-            }
+    /// Replaces the forces (and the predictor, EMA and `tau` switches).
+    pub fn set_dynamics(&mut self, dynamics: Dynamics) {
+        match self {
+            Self::Sandbox(config) => config.dynamics = dynamics,
+            Self::Images(config) => config.dynamics = dynamics,
         }
-        self
+    }
+
+    pub fn set_learning_rate(&mut self, learning_rate: f64) {
+        match self {
+            Self::Sandbox(config) => config.learning_rate = learning_rate,
+            Self::Images(config) => config.learning_rate = learning_rate,
+        }
     }
 }
 
@@ -590,10 +591,10 @@ impl TrainerState {
             if let Some(session) = &mut self.session {
                 session.set_dynamics(dynamics, learning_rate);
             }
-            self.workload = self
-                .workload
-                .take()
-                .map(|w| w.with_dynamics(dynamics, learning_rate));
+            if let Some(workload) = &mut self.workload {
+                workload.set_dynamics(dynamics);
+                workload.set_learning_rate(learning_rate);
+            }
         }
         self.post();
     }
@@ -657,16 +658,12 @@ impl TrainerState {
         };
         self.last_display = Some(Instant::now());
         let d = self.info.as_ref().map_or(0, |info| info.embed_dim);
-        let diagnostics = DisplayDiagnostics {
-            effective_rank: 0.0,
-            collapse_level: diagnostics::collapse_level(&points, d),
-            uniformity: diagnostics::uniformity(&points, d),
-            alignment: diagnostics::alignment(&view_a, &view_b, d),
-        };
         self.spectrum = diagnostics::singular_values(&points, d);
         let diagnostics = DisplayDiagnostics {
             effective_rank: diagnostics::effective_rank(&self.spectrum),
-            ..diagnostics
+            collapse_level: diagnostics::collapse_level(&points, d),
+            uniformity: diagnostics::uniformity(&points, d),
+            alignment: diagnostics::alignment(&view_a, &view_b, d),
         };
         if step == 0 || self.spectrum_initial.is_empty() {
             self.spectrum_initial.clone_from(&self.spectrum);
