@@ -14,9 +14,9 @@ use serde_json::json;
 
 use crate::backend::{self, Backend, BackendChoice};
 use crate::config::{Preset, SimConfig};
-use crate::data::{Stream, rng};
+use crate::seed::{Stream, rng};
 use crate::diagnostics::covariance;
-use crate::run::SandboxRun;
+use crate::session::{Run as _, SandboxRun};
 
 /// The sandbox workload of the benchmark: N = 4096, M = 2, D = 64.
 pub fn sandbox_workload() -> SimConfig {
@@ -388,7 +388,8 @@ fn bench_synthetic_step(backend: &Backend, options: &TrainBenchOptions) -> anyho
 /// Images/s of the same step fed by the loader thread: the built-in shapes set (32x32 RGB)
 /// with the default augmentation, prepared with rayon while the step runs.
 fn bench_loader_step(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Result<(f64, f64)> {
-    use crate::run::train::{ImageRun, TrainConfig};
+    use crate::config::TrainConfig;
+    use crate::session::ImageRun;
     let mut config = TrainConfig::from_preset(Preset::Msbreg);
     config.batch_size = options.batch_size;
     config.views = options.views;
@@ -408,7 +409,7 @@ fn bench_loader_step(backend: &Backend, options: &TrainBenchOptions) -> anyhow::
         let Some(batch) = loader.next_batch() else {
             break;
         };
-        run.step(&batch)?;
+        run.step_batch(&batch)?;
         if step >= 2 {
             secs.push(start.elapsed().as_secs_f64());
         } else {

@@ -1,12 +1,13 @@
 //! msbreg: watch and steer the embedding dynamics of self-supervised learning.
 //!
-//! The library holds everything the `msbreg` binary (and, later, the app) drives. Data flows
-//! one way (see `ARCHITECTURE.md`):
+//! The library holds everything the `msbreg` binary drives. Data flows one way (see
+//! `ARCHITECTURE.md`):
 //!
-//! `config` (what to run) -> `data` (inputs and views) -> `model` (embedders) ->
-//! `method` (the three forces, EMA target, one training step) -> `diagnostics` (collapse
-//! measures) -> `run` (the loop, metrics and outputs), with `backend` choosing the device once
-//! at start-up.
+//! `app` --Command--> `trainer` (thread) --> `session::Run::step` --> `method` (forces, EMA,
+//! one step) on `model` and `data`; the run's embeddings --> `diagnostics` and `projection`
+//! --> Snapshot --> `app` --> `render`. `headless` drives the same `session::Run` without a
+//! window; `config` says what to run, `seed` gives every random stream, `backend` chooses the
+//! device once at start-up.
 
 /// mimalloc rather than the system allocator. flex, burn's CPU backend, gives every tensor
 /// operation a fresh output buffer (the small CNN's im2col columns are 37 MB); glibc serves
@@ -24,8 +25,11 @@ pub mod bench;
 pub mod config;
 pub mod data;
 pub mod diagnostics;
+pub mod headless;
 pub mod method;
 pub mod model;
 pub mod projection;
 pub mod render;
-pub mod run;
+pub mod seed;
+pub mod session;
+pub mod trainer;

@@ -8,14 +8,9 @@ use std::time::Duration;
 
 mod cli;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use msbreg::backend::{self, BackendChoice};
-use msbreg::config::{Preset, SimConfig};
-use msbreg::run::simulate as run_simulation;
-use msbreg::run::simulate::{Progress, prepare_out_dir};
 
 #[derive(Parser)]
 #[command(
@@ -39,14 +34,14 @@ enum Command {
     /// Open the app (the default without a subcommand).
     App(AppArgs),
     /// Train the particle sandbox headless and write a run folder.
-    Simulate(SimulateArgs),
+    Simulate(cli::simulate::SimulateArgs),
     /// Measure speed, with ratios against a reference measured in the same run.
     Bench {
         #[command(subcommand)]
         which: BenchCommand,
     },
     /// Pretrain an image encoder with MSBReg, headless, and write a run folder.
-    Train(Box<cli::TrainArgs>),
+    Train(Box<cli::train::TrainArgs>),
     /// kNN and linear-probe accuracy of a run's encoder (at its last checkpoint).
     Eval {
         /// The run folder.
@@ -67,6 +62,9 @@ enum Command {
         /// At most this many (test) images.
         #[arg(long, default_value_t = 5000)]
         limit: usize,
+        /// Where to write vectors.tsv and metadata.tsv (default: the run folder).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// List the wgpu adapters and the backend `auto` would take.
     Backends,
@@ -87,31 +85,6 @@ struct AppArgs {
     /// many seconds, and close.
     #[arg(long, value_name = "SECS")]
     frame_stats: Option<f64>,
-}
-
-#[derive(clap::Args)]
-struct SimulateArgs {
-    /// Start from this preset (see --list-presets).
-    #[arg(long, value_name = "NAME", default_value = "msbreg")]
-    preset: String,
-    /// A TOML config; its keys override the preset's (unknown keys are errors).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Training steps (overrides the config).
-    #[arg(long)]
-    steps: Option<usize>,
-    /// The run's seed (overrides the config).
-    #[arg(long)]
-    seed: Option<u64>,
-    /// The run folder to write (created; its parent must exist).
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
-    /// Replace a run already in --out.
-    #[arg(long)]
-    overwrite: bool,
-    /// Print the presets, one line each, and exit.
-    #[arg(long)]
-    list_presets: bool,
 }
 
 #[derive(Subcommand)]
@@ -188,26 +161,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => open_app(cli.backend, &AppArgs::default()),
         Some(Command::App(args)) => open_app(cli.backend, &args),
-        Some(Command::Simulate(args)) => simulate(cli.backend, &args),
+        Some(Command::Simulate(args)) => cli::simulate::simulate_command(cli.backend, &args),
         Some(Command::Train(args)) => {
             let backend = backend::select(cli.backend)?;
-            cli::train_command(&backend, &args, || {
-                next_free_dir(Path::new("runs"), "train")
+            cli::train::train_command(&backend, &args, || {
+                cli::next_free_dir(Path::new("runs"), "train")
             })
         }
         Some(Command::Eval {
             run,
             max_train,
             probe_epochs,
-        }) => cli::eval_command(
+        }) => cli::evaluate::eval_command(
             &backend::select(cli.backend)?,
             &run,
             max_train,
             probe_epochs,
         ),
-        Some(Command::Export { run, limit }) => {
-            cli::export_command(&backend::select(cli.backend)?, &run, limit)
-        }
+        Some(Command::Export { run, limit, out }) => cli::evaluate::export_command(
+            &backend::select(cli.backend)?,
+            &run,
+            limit,
+            out.as_deref(),
+        ),
         Some(Command::Bench { which }) => match which {
             BenchCommand::Sandbox { seconds } => {
                 let only = match cli.backend {
@@ -304,9 +280,9 @@ fn open_app(choice: BackendChoice, args: &AppArgs) -> anyhow::Result<()> {
     let backend = backend::select(choice)?;
     eprintln!("msbreg: training on {}", backend.describe());
     let mut settings = if args.sandbox {
-        msbreg::app::WorkloadSettings::sandbox(msbreg::data::sandbox::SandboxKind::Gaussians)
+        msbreg::config::WorkloadSettings::sandbox(msbreg::data::sandbox::SandboxKind::Gaussians)
     } else {
-        msbreg::app::WorkloadSettings::default()
+        msbreg::config::WorkloadSettings::default()
     };
     settings.seed = args.seed;
     msbreg::app::run_app(msbreg::app::AppOptions {
@@ -339,90 +315,4 @@ fn pin_default_device(choice: BackendChoice) {
         // other thread can read the environment while it changes.
         unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
-}
-
-/// `parent/prefix-001`, or the first free number after it; creates `parent` if needed.
-fn next_free_dir(parent: &Path, prefix: &str) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create the folder {}", parent.display()))?;
-    (1..10_000)
-        .map(|n| parent.join(format!("{prefix}-{n:03}")))
-        .find(|path| !path.exists())
-        .with_context(|| format!("no free run folder name left in {}", parent.display()))
-}
-
-fn simulate(choice: BackendChoice, args: &SimulateArgs) -> anyhow::Result<()> {
-    if args.list_presets {
-        for preset in Preset::ALL {
-            println!("{:<12} {}", preset.name(), preset.describe());
-        }
-        return Ok(());
-    }
-    let preset = Preset::from_name(&args.preset)?;
-    let mut config = match &args.config {
-        Some(path) => SimConfig::from_preset_and_file(preset, path)?,
-        None => preset.config(),
-    };
-    if let Some(steps) = args.steps {
-        config.steps = steps;
-    }
-    if let Some(seed) = args.seed {
-        config.seed = seed;
-    }
-    config.validate()?;
-    let Some(out) = &args.out else {
-        anyhow::bail!("simulate needs --out DIR, the run folder to write");
-    };
-    prepare_out_dir(out, args.overwrite)?;
-
-    let backend = backend::select(choice)?;
-    eprintln!("backend: {}", backend.describe());
-    eprintln!(
-        "preset {} | seed {} | {} steps | N = {} x M = {} views | D = {}",
-        config.preset,
-        config.seed,
-        config.steps,
-        config.batch_size,
-        config.views.count,
-        config.model.embed_dim
-    );
-
-    let bar = ProgressBar::new(config.steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {rate}  eta {eta}  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .with_key(
-                "rate",
-                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                    let _ = write!(w, "{:.1} steps/s", state.per_sec());
-                },
-            ),
-    );
-    let outcome = run_simulation(&config, &backend.device, out, |progress: &Progress| {
-        bar.set_position(progress.step as u64);
-        if let Some(record) = &progress.last_record {
-            bar.set_message(format!(
-                "loss {:.4}  rank {:.1}  collapse {:.2}  knn {:.3}",
-                progress.loss, record.effective_rank, record.collapse_level, record.knn_acc
-            ));
-        }
-    });
-    bar.finish();
-    let outcome = outcome?;
-    let last = &outcome.final_record;
-    println!(
-        "done: {} steps in {:.1} s ({:.1} steps/s) | effective rank {:.2} of D = {} | \
-         collapse level {:.3} | uniformity {:.3} | alignment {:.4} | kNN accuracy {:.3}",
-        last.step,
-        outcome.elapsed_secs,
-        outcome.steps_per_sec,
-        last.effective_rank,
-        config.model.embed_dim,
-        last.collapse_level,
-        last.uniformity,
-        last.alignment,
-        last.knn_acc
-    );
-    println!("wrote {}", out.display());
-    Ok(())
 }

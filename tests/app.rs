@@ -1,6 +1,5 @@
 //! The app driven through its widgets by label (egui_kittest), with the real trainer thread on
-//! the CPU backend and the particle sandbox (fast), and the trainer alone through its
-//! `Command`/`Snapshot` channel.
+//! the CPU backend and the particle sandbox (fast). The trainer alone: `tests/trainer.rs`.
 
 use std::time::Duration;
 
@@ -8,14 +7,13 @@ use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 
-use msbreg::app::{AppOptions, MsbregApp, WorkloadSettings};
+use msbreg::app::{AppOptions, MsbregApp};
 use msbreg::backend::Backend;
-use msbreg::config::Preset;
+use msbreg::config::{Preset, TrainConfig, Workload, WorkloadSettings};
 use msbreg::data::sandbox::SandboxKind;
 use msbreg::data::source::DataSource;
 use msbreg::method::Dynamics;
-use msbreg::run::live::{Command, Trainer, Workload};
-use msbreg::run::train::TrainConfig;
+use msbreg::trainer::Command;
 
 const WAIT: Duration = Duration::from_mins(1);
 
@@ -193,131 +191,6 @@ fn a_failed_new_run_shows_its_error_and_keeps_the_run_on_screen() {
     assert!(harness.state().error().is_none());
 }
 
-#[test]
-fn a_new_weight_acts_on_the_very_next_step() {
-    let workload = WorkloadSettings::sandbox(SandboxKind::Gaussians).workload();
-    let trainer = Trainer::spawn(&cpu(), workload, false, Box::new(|| {})).expect("spawns");
-    let mut dynamics = Dynamics::default();
-    dynamics.singular_value.weight = 3.0;
-    dynamics.brownian.on = false;
-    assert!(trainer.send(Command::SetDynamics(dynamics)));
-    assert!(trainer.send(Command::Step));
-    let mut metrics = Vec::new();
-    let deadline = std::time::Instant::now() + WAIT;
-    while std::time::Instant::now() < deadline {
-        if let Some(snapshot) = trainer.wait_snapshot(Duration::from_millis(200)) {
-            metrics.extend(snapshot.metrics);
-            if snapshot.step == 1 {
-                assert_eq!(snapshot.dynamics, dynamics);
-                break;
-            }
-        }
-    }
-    let point = metrics
-        .iter()
-        .find(|p| p.step == 1)
-        .expect("the metrics of step 1");
-    let l = point.losses;
-    let expected = l.loss_centroid + 3.0 * l.loss_sv;
-    assert!(
-        (l.loss - expected).abs() < 1e-4 * expected.abs().max(1.0),
-        "total {} vs centroid + 3 sv = {expected}",
-        l.loss
-    );
-}
-
-#[test]
-fn no_metric_is_lost_when_the_ui_reads_rarely() {
-    let workload = WorkloadSettings::sandbox(SandboxKind::Gaussians).workload();
-    let trainer = Trainer::spawn(&cpu(), workload, true, Box::new(|| {})).expect("spawns");
-    // Read nothing for a while: snapshots pile up in the one-slot mailbox and are merged.
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(trainer.send(Command::Pause));
-    let mut steps = Vec::new();
-    let mut last = None;
-    let deadline = std::time::Instant::now() + WAIT;
-    while std::time::Instant::now() < deadline {
-        if let Some(snapshot) = trainer.wait_snapshot(Duration::from_millis(300)) {
-            steps.extend(
-                snapshot
-                    .metrics
-                    .iter()
-                    .filter(|p| p.step > 0)
-                    .map(|p| p.step),
-            );
-            if !snapshot.running {
-                last = Some(snapshot.step);
-                break;
-            }
-        }
-    }
-    let last = last.expect("paused");
-    steps.dedup();
-    assert!(last > 3, "it trained while unread ({last} steps)");
-    assert_eq!(
-        steps,
-        (1..=last).collect::<Vec<_>>(),
-        "every step's metrics arrive once"
-    );
-}
-
-#[test]
-fn an_image_run_trains_and_shows_its_held_out_images() {
-    let mut settings = WorkloadSettings {
-        batch_size: 16,
-        views: 2,
-        ..WorkloadSettings::default()
-    };
-    settings.seed = 3;
-    let Workload::Images(mut config) = settings.workload() else {
-        panic!("the default workload is an image run");
-    };
-    config.data.shapes_train = 256;
-    config.data.shapes_test = 64;
-    config.eval.bank_size = 128;
-    let trainer =
-        Trainer::spawn(&cpu(), Workload::Images(config), false, Box::new(|| {})).expect("spawns");
-    assert!(trainer.send(Command::Step));
-    assert!(trainer.send(Command::Step));
-    let deadline = std::time::Instant::now() + WAIT;
-    let mut last = None;
-    while std::time::Instant::now() < deadline {
-        if let Some(snapshot) = trainer.wait_snapshot(Duration::from_millis(200)) {
-            assert!(snapshot.error.is_none(), "{:?}", snapshot.error);
-            let done = snapshot.step == 2;
-            last = Some(snapshot);
-            if done {
-                break;
-            }
-        }
-    }
-    let snapshot = last.expect("snapshots");
-    assert_eq!(snapshot.step, 2);
-    let info = &snapshot.info;
-    assert_eq!(info.labels.len(), 64, "every held-out image is displayed");
-    match &info.preview {
-        msbreg::run::live::Preview::Images(set) => assert_eq!(set.pixels.len(), 64 * 32 * 32 * 3),
-        other @ msbreg::run::live::Preview::Points { .. } => {
-            panic!("expected images, got {other:?}")
-        }
-    }
-    let frame = snapshot.frame.as_ref().expect("a frame");
-    assert_eq!(frame.points.len(), 64);
-    assert_eq!(frame.views.len(), 64);
-    for p in &frame.sphere {
-        let norm = (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt();
-        assert!((norm - 1.0).abs() < 1e-4, "sphere points are unit: {norm}");
-    }
-    for p in &frame.points {
-        let norm = (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt();
-        assert!(
-            norm <= 1.0 + 1e-4,
-            "projected unit embeddings stay in the unit ball: {norm}"
-        );
-    }
-    assert_eq!(snapshot.spectrum.len(), info.embed_dim);
-}
-
 /// The whole app rendered by egui's wgpu renderer with the particle renderer installed
 /// (lavapipe here), in each view mode, with tethers and the sphere wireframe: the class
 /// colours appear in the view. The images are kept in `target/tmp/app-views/` to be looked at.
@@ -349,6 +222,7 @@ fn every_view_mode_renders_the_particles_through_wgpu() {
     assert!(harness.state_mut().poll_until(WAIT, |s| s.frame.is_some()));
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("app-views");
     std::fs::create_dir_all(&dir).expect("image dir");
+    let mut views = Vec::new();
     for (label, file) in [
         ("2D PCA", "pca2d"),
         ("3D PCA", "pca3d"),
@@ -380,5 +254,24 @@ fn every_view_mode_renders_the_particles_through_wgpu() {
             blue > 30 && orange > 30,
             "{file}: blue {blue}, orange {orange} pixels"
         );
+        views.push((file, image));
+    }
+    // Each mode draws its own picture: the particle view (the middle of the window) differs
+    // between every two modes in a good share of its pixels.
+    for (i, (a_name, a)) in views.iter().enumerate() {
+        for (b_name, b) in &views[i + 1..] {
+            let differing = a
+                .enumerate_pixels()
+                .filter(|(x, y, _)| (400..1000).contains(x) && (100..850).contains(y))
+                .filter(|(x, y, p)| {
+                    let q = b.get_pixel(*x, *y);
+                    (0..3).any(|c| (i32::from(p.0[c]) - i32::from(q.0[c])).abs() > 24)
+                })
+                .count();
+            assert!(
+                differing > 2_000,
+                "{a_name} and {b_name} draw nearly the same picture ({differing} pixels differ)"
+            );
+        }
     }
 }

@@ -6,7 +6,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use msbreg::data::augment::{AugmentConfig, augment_view, view_rng};
+use msbreg::data::augment::{AugmentConfig, augment_view};
+use msbreg::seed::view_rng;
 use msbreg::data::builtin;
 use msbreg::data::images::{DataError, Dataset, ImageShape};
 use msbreg::data::source::DataSource;

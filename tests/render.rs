@@ -77,13 +77,37 @@ fn every_shader_validates() {
     }
 }
 
+/// Every WGSL file under `shaders/` is wired into a pipeline (no file is edited in vain), and
+/// each compiled-in source has the entry points its pipeline asks for by name.
 #[test]
-fn shaders_are_the_ones_compiled_in() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("readable shader");
-    assert_eq!(read("particles.wgsl"), render::PARTICLES_WGSL);
-    assert_eq!(read("lines.wgsl"), render::LINES_WGSL);
-    assert_eq!(read("splat_composite.wgsl"), render::SPLAT_COMPOSITE_WGSL);
+fn every_shader_file_feeds_a_pipeline_with_the_entry_points_it_names() {
+    let compiled_in = [
+        ("particles.wgsl", render::PARTICLES_WGSL, &["vs_main", "fs_main", "fs_main_linear_framebuffer"][..]),
+        ("lines.wgsl", render::LINES_WGSL, &["vs_main", "fs_main", "fs_main_linear_framebuffer"][..]),
+        ("splat_composite.wgsl", render::SPLAT_COMPOSITE_WGSL, &["vs_main", "fs_main"][..]),
+    ];
+    for path in wgsl_files() {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        assert!(
+            compiled_in.iter().any(|(file, _, _)| *file == name),
+            "shaders/{name} is not compiled into any pipeline"
+        );
+    }
+    for (file, source, entry_points) in compiled_in {
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|error| panic!("{file}: {}", error.emit_to_string(source)));
+        let declared: Vec<&str> = module
+            .entry_points
+            .iter()
+            .map(|entry| entry.name.as_str())
+            .collect();
+        for wanted in entry_points {
+            assert!(
+                declared.contains(wanted),
+                "{file} lacks the entry point `{wanted}` its pipeline uses (it has {declared:?})"
+            );
+        }
+    }
 }
 
 /// `FrameUniform` in every shader that declares it has the Rust mirror's size and offsets.

@@ -7,9 +7,8 @@ use std::sync::OnceLock;
 
 use burn::tensor::Device;
 use msbreg::config::{Preset, SimConfig};
-use msbreg::run::metrics::read_metrics;
-use msbreg::run::simulate::{RunError, prepare_out_dir, simulate};
-use msbreg::run::{MetricsRecord, SandboxRun};
+use msbreg::headless::{HeadlessError, simulate};
+use msbreg::session::{MetricsRecord, Run as _, RunFolder, SandboxRun, read_metrics};
 
 /// The final metrics of a preset's default run (seed 0), computed once per test process.
 fn final_record(preset: Preset) -> &'static MetricsRecord {
@@ -19,8 +18,9 @@ fn final_record(preset: Preset) -> &'static MetricsRecord {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = preset.config();
         let outcome = simulate(&config, &Device::flex(), dir.path(), |_| {}).expect("runs");
-        eprintln!("{}: {:?}", preset.name(), outcome.final_record);
-        outcome.final_record
+        let last = outcome.last_evaluated.expect("the last step is evaluated");
+        eprintln!("{}: {last:?}", preset.name());
+        last
     })
 }
 
@@ -54,9 +54,16 @@ fn msbreg_preset_spreads_out() {
 
 #[test]
 fn msbreg_beats_collapse_on_knn_accuracy() {
+    // Measured (seeds 0, 1, 2): msbreg 0.98-1.00, collapse 0.49-0.63 (ARCHITECTURE.md). The
+    // margin is what the preset is for: the classes separate, clearly better than chance
+    // (1/8) and clearly better than the collapsed cloud.
     let msbreg = final_record(Preset::Msbreg).knn_acc;
     let collapse = final_record(Preset::Collapse).knn_acc;
-    assert!(msbreg > collapse, "msbreg {msbreg} vs collapse {collapse}");
+    assert!(msbreg >= 0.9, "msbreg kNN {msbreg}");
+    assert!(
+        msbreg - collapse >= 0.2,
+        "msbreg {msbreg} vs collapse {collapse}: a gap of at least 0.2"
+    );
 }
 
 fn short_config(seed: u64) -> SimConfig {
@@ -93,7 +100,7 @@ fn the_same_seed_gives_the_same_run() {
 fn a_run_folder_holds_config_metrics_and_embeddings() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("run");
-    prepare_out_dir(&out, false).expect("parent exists");
+    std::fs::create_dir(&out).expect("an empty folder is a place for a run");
     let config = short_config(1);
     simulate(&config, &Device::flex(), &out, |_| {}).expect("runs");
 
@@ -139,7 +146,7 @@ fn a_run_folder_holds_config_metrics_and_embeddings() {
         assert!((norm - 1.0).abs() < 1e-3, "rows are normalised: {norm}");
     }
 
-    let again = prepare_out_dir(&out, false).expect_err("a run is there");
+    let again = RunFolder::create(&out, false).expect_err("a run is there");
     assert!(again.to_string().contains("--overwrite"), "{again}");
 }
 
@@ -155,14 +162,14 @@ fn a_nan_loss_stops_the_run_and_keeps_what_was_written() {
     let dir = tempfile::tempdir().expect("temp dir");
     let err = simulate(&config, &Device::flex(), dir.path(), |_| {}).expect_err("NaN");
     let message = err.to_string();
-    let RunError::Step { step, .. } = err else {
+    let HeadlessError::Stopped { step, .. } = err else {
         panic!("expected a step error, got {message}");
     };
     assert!(message.contains(&format!("step {step}")), "{message}");
     assert!(message.contains("not finite"), "{message}");
     let records = read_metrics(&dir.path().join("metrics.jsonl")).expect("metrics kept");
     assert_eq!(
-        records.len(),
+        records.len() as u64,
         step,
         "one line per finished step, plus step 0"
     );
@@ -183,10 +190,10 @@ fn dynamics_change_between_steps_without_a_reset() {
     let config = short_config(3);
     let mut run = SandboxRun::new(config, &Device::flex());
     run.step().expect("step");
-    let mut dynamics = run.dynamics();
+    let mut dynamics = run.settings().dynamics();
     dynamics.singular_value.on = false;
     dynamics.brownian.weight = 0.0;
-    run.set_dynamics(dynamics);
+    run.settings_mut().set_dynamics(dynamics);
     let report = run.step().expect("step");
     assert!(
         (report.loss - report.loss_centroid).abs() < 1e-5,
@@ -317,6 +324,6 @@ fn wgpu_and_flex_agree_on_the_first_steps() {
             );
         }
     }
-    let diagnostics = on_gpu.evaluate().expect("evaluates").diagnostics;
+    let diagnostics = on_gpu.evaluation().expect("evaluates").diagnostics;
     assert!(diagnostics.effective_rank.is_finite() && diagnostics.effective_rank >= 1.0);
 }

@@ -1,168 +1,14 @@
 //! The left panel: what to train (dataset, model, views, batch, seed), run controls, the three
 //! forces with switches and log-scale weights, predictor / EMA / tau / learning rate, presets.
-//! Every change becomes one [`Command`].
+//! Every change becomes one [`Command`] carrying what the user chose; the trainer turns it
+//! into a config and reports what it uses, which the controls then show.
 
 use eframe::egui;
 
 use super::MsbregApp;
-use crate::config::{Preset, SimConfig};
-use crate::data::sandbox::SandboxKind;
-use crate::data::source::{DataSource, SourceKind};
+use crate::config::{DataChoice, ModelChoice, Preset};
 use crate::method::forces::CentroidMode;
-use crate::model::EncoderKind;
-use crate::run::live::{Command, Workload};
-use crate::run::train::TrainConfig;
-
-/// The datasets the app offers, the built-in ones first.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum DataChoice {
-    /// Procedural coloured shapes, 32x32 RGB, 10 classes.
-    #[default]
-    Shapes,
-    /// UCI handwritten digits, 8x8, embedded.
-    Digits,
-    /// Debian's dataset-fashion-mnist, when installed.
-    FashionMnist,
-    /// Sandbox: 8 Gaussian blobs on a circle (plus style noise).
-    SandboxGaussians,
-    /// Sandbox: concentric rings.
-    SandboxRings,
-}
-
-impl DataChoice {
-    pub const ALL: [Self; 5] = [
-        Self::Shapes,
-        Self::Digits,
-        Self::FashionMnist,
-        Self::SandboxGaussians,
-        Self::SandboxRings,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Shapes => "Shapes (built-in images)",
-            Self::Digits => "Digits (built-in 8x8)",
-            Self::FashionMnist => "Fashion-MNIST",
-            Self::SandboxGaussians => "Sandbox: Gaussian blobs",
-            Self::SandboxRings => "Sandbox: rings",
-        }
-    }
-
-    pub fn is_sandbox(self) -> bool {
-        matches!(self, Self::SandboxGaussians | Self::SandboxRings)
-    }
-}
-
-/// Encoders for image data (the sandbox always uses its MLP).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ModelChoice {
-    #[default]
-    Cnn,
-    Mlp,
-    Resnet18,
-}
-
-impl ModelChoice {
-    pub const ALL: [Self; 3] = [Self::Cnn, Self::Mlp, Self::Resnet18];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Cnn => "Small CNN",
-            Self::Mlp => "MLP",
-            Self::Resnet18 => "ResNet-18 (GPU)",
-        }
-    }
-
-    fn encoder(self) -> EncoderKind {
-        match self {
-            Self::Cnn => EncoderKind::Cnn,
-            Self::Mlp => EncoderKind::Mlp,
-            Self::Resnet18 => EncoderKind::Resnet18,
-        }
-    }
-}
-
-/// What the left panel's "Run" section describes; changing any of it starts a fresh run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WorkloadSettings {
-    pub data: DataChoice,
-    pub model: ModelChoice,
-    /// M, views per image.
-    pub views: usize,
-    /// N, images per batch.
-    pub batch_size: usize,
-    pub seed: u64,
-}
-
-impl Default for WorkloadSettings {
-    /// Shapes, small CNN, the msbreg preset's 4 views, 64 images per batch: a few steps a
-    /// second on a laptop CPU, so the cloud moves from the first seconds.
-    fn default() -> Self {
-        Self {
-            data: DataChoice::Shapes,
-            model: ModelChoice::Cnn,
-            views: Preset::Msbreg.views(),
-            batch_size: 64,
-            seed: 0,
-        }
-    }
-}
-
-impl WorkloadSettings {
-    /// The sandbox defaults: 256 points per batch.
-    pub fn sandbox(kind: SandboxKind) -> Self {
-        Self {
-            data: match kind {
-                SandboxKind::Gaussians => DataChoice::SandboxGaussians,
-                SandboxKind::Rings => DataChoice::SandboxRings,
-            },
-            batch_size: 256,
-            ..Self::default()
-        }
-    }
-
-    /// The workload these settings describe, with the msbreg preset's forces.
-    pub fn workload(&self) -> Workload {
-        if self.data.is_sandbox() {
-            let mut config = SimConfig {
-                seed: self.seed,
-                batch_size: self.batch_size,
-                ..Preset::Msbreg.config()
-            };
-            config.views.count = self.views;
-            config.data.kind = if self.data == DataChoice::SandboxRings {
-                SandboxKind::Rings
-            } else {
-                SandboxKind::Gaussians
-            };
-            if config.data.kind == SandboxKind::Rings {
-                config.data.content_dim = 2;
-                config.data.classes = config.data.classes.min(4);
-            }
-            Workload::Sandbox(config)
-        } else {
-            let mut config = TrainConfig::from_preset(Preset::Msbreg);
-            config.seed = self.seed;
-            config.data = DataSource {
-                kind: match self.data {
-                    DataChoice::Digits => SourceKind::Digits,
-                    DataChoice::FashionMnist => SourceKind::FashionMnist,
-                    _ => SourceKind::Shapes,
-                },
-                ..DataSource::default()
-            };
-            config.model.encoder = self.model.encoder();
-            config.views = self.views;
-            config.batch_size = self.batch_size;
-            // An open-ended run: the schedule spans many epochs, the warm-up is short.
-            config.epochs = 1000;
-            config.warmup_epochs = 0.05;
-            config.eval.bank_size = 1000;
-            config.eval.query_size = crate::run::live::DISPLAY_POINTS;
-            Workload::Images(config)
-        }
-    }
-}
+use crate::trainer::Command;
 
 /// The left panel.
 pub fn controls_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
@@ -261,12 +107,9 @@ fn workload_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
     });
     if settings != app.settings {
         app.settings = settings;
-        // A new run keeps the forces now shown (the learning rate is the workload's own:
-        // the sandbox and image runs want different ones).
-        let mut workload = settings.workload();
-        workload.set_dynamics(app.dynamics);
-        app.learning_rate = workload.learning_rate();
-        app.send(Command::NewRun(Box::new(workload)));
+        // The trainer makes the config; the new run keeps the forces in force and takes its
+        // own learning rate, which the controls show once the trainer reports it.
+        app.send(Command::Choose(settings));
     }
 }
 

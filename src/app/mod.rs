@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use eframe::{egui, egui_wgpu};
 
 use crate::backend::Backend;
-use crate::method::Dynamics;
-use crate::run::live::{Command, MetricsPoint, RunInfo, Snapshot, Trainer};
+use crate::method::{Dynamics, StepReport};
+use crate::trainer::{Command, MetricsPoint, RunInfo, Snapshot, Trainer};
 
-pub use controls::{DataChoice, ModelChoice, WorkloadSettings};
+pub use crate::config::{DataChoice, ModelChoice, WorkloadSettings};
 pub use view::{ViewMode, ViewSettings, class_color};
 
 /// What the app starts with.
@@ -39,7 +39,8 @@ pub struct AppOptions {
 /// Everything plotted, accumulated from the snapshots' metrics.
 #[derive(Default)]
 pub struct History {
-    pub losses: Vec<MetricsPoint>,
+    /// (step, the losses of the step that brought the run there)
+    pub losses: Vec<(u64, StepReport)>,
     /// (step, effective rank, collapse level, uniformity, alignment)
     pub diagnostics: Vec<(u64, f64, f64, f64, f64)>,
     /// (step, kNN accuracy)
@@ -49,8 +50,8 @@ pub struct History {
 impl History {
     fn extend(&mut self, metrics: &[MetricsPoint]) {
         for point in metrics {
-            if point.step > 0 && point.losses != crate::method::StepReport::default() {
-                self.losses.push(*point);
+            if let Some(losses) = point.losses {
+                self.losses.push((point.step, losses));
             }
             if let Some(d) = point.diagnostics {
                 self.diagnostics.push((
@@ -145,8 +146,8 @@ impl MsbregApp {
         }
         let settings = options.settings;
         let workload = settings.workload();
-        let dynamics = workload.dynamics();
-        let learning_rate = workload.learning_rate();
+        let dynamics = workload.settings().dynamics();
+        let learning_rate = workload.settings().learning_rate();
         let repaint_ctx = ctx.clone();
         let (trainer, error) = match Trainer::spawn(
             &options.backend,
@@ -188,11 +189,13 @@ impl MsbregApp {
     pub fn send(&mut self, command: Command) {
         let delivered = self
             .trainer
-            .as_ref()
+            .as_mut()
             .is_some_and(|t| t.send(command.clone()));
         if !delivered {
             self.error = Some(
-                "the trainer did not take the command (its queue is full or it stopped)".to_owned(),
+                "the trainer did not take the command (it has stopped, or 256 clicks are \
+                 waiting)"
+                    .to_owned(),
             );
         }
         self.sent.push(command);
@@ -216,12 +219,17 @@ impl MsbregApp {
         let Some(trainer) = &self.trainer else {
             return;
         };
+        if let Some(failure) = trainer.failure() {
+            // No run could start, or the thread stopped: say why; the window stays.
+            self.error = Some(failure);
+        }
+        let settings_sent = trainer.settings_sent();
         while let Some(snapshot) = trainer.try_snapshot() {
             let fresh_run = self
                 .info
                 .as_ref()
                 .is_none_or(|info| info.run_id != snapshot.info.run_id);
-            if fresh_run && snapshot.info.run_id != 0 {
+            if fresh_run {
                 self.history = History::default();
                 self.thumbnails = view::Thumbnails::default();
                 self.info = Some(Arc::clone(&snapshot.info));
@@ -233,9 +241,11 @@ impl MsbregApp {
             } else if fresh_run {
                 self.error = None;
             }
-            if snapshot.info.run_id == 0 {
-                // The first run failed to start: keep the error, nothing to draw.
-                continue;
+            if snapshot.settings_seq == settings_sent {
+                // The trainer has answered the user's last change: show what it uses (a
+                // rejected value springs back; a new run's own learning rate appears).
+                self.dynamics = snapshot.dynamics;
+                self.learning_rate = snapshot.learning_rate;
             }
             self.latest = Some(snapshot);
         }

@@ -6,7 +6,7 @@ use eframe::egui;
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use super::History;
-use crate::run::live::Snapshot;
+use crate::trainer::Snapshot;
 
 const PLOT_HEIGHT: f32 = 150.0;
 
@@ -29,7 +29,7 @@ pub fn plots_ui(history: &History, latest: Option<&Snapshot>, ui: &mut egui::Ui)
             series(
                 losses
                     .iter()
-                    .map(move |p| (p.step, f64::from(f(&p.losses)))),
+                    .map(move |(step, report)| (*step, f64::from(f(report)))),
             )
         };
         plot_ui.line(Line::new("total", term(|r| r.loss)));

@@ -10,7 +10,7 @@ use eframe::egui;
 use super::MsbregApp;
 use crate::data::images::Dataset;
 use crate::render::{self, Camera, LineVertex, Particle};
-use crate::run::live::{Frame, Preview, RunInfo};
+use crate::trainer::{Frame, Preview, RunInfo};
 
 /// Which projection of the embeddings is drawn.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -204,7 +204,7 @@ pub fn view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
         return;
     };
     legend_ui(&snapshot.info, ui);
-    ui.label(snapshot.info.workload.describe());
+    ui.label(snapshot.info.workload.settings().describe());
 
     let (rect, response) =
         ui.allocate_exact_size(ui.available_size(), egui::Sense::click_and_drag());

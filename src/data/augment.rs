@@ -7,10 +7,10 @@
 //! cycled (`[1.0, 0.1]` and `[0.0, 0.2]` is BYOL's asymmetric pair).
 //!
 //! Randomness: view m of batch slot i at step s draws from its own stream of the run's seed
-//! ([`view_rng`]), so a batch is the same whatever thread builds it and a resumed run sees the
+//! ([`crate::seed::view_rng`]), so a batch is the same whatever thread builds it and a resumed run sees the
 //! same views.
 
-use rand::{RngExt, SeedableRng};
+use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -57,13 +57,6 @@ impl Default for AugmentConfig {
             solarize_prob: vec![0.0, 0.2],
         }
     }
-}
-
-/// The random stream of view `view` of batch slot `slot` at step `step`.
-pub fn view_rng(seed: u64, step: u64, slot: usize, view: usize) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5_eeda_110f_b10b);
-    rng.set_stream((step << 24) | ((slot as u64 & 0xf_ffff) << 4) | (view as u64 & 0xf));
-    rng
 }
 
 /// Per-channel mean and standard deviation (of values scaled to [0, 1]) over a set's pixels.
@@ -382,7 +375,8 @@ pub fn plain_view(
         crop_ratio: [shape.width as f32 / shape.height as f32; 2],
         ..AugmentConfig::default()
     };
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    // A full-size crop draws nothing that changes the pixels; the generator is only a formality.
+    let mut rng = crate::seed::rng(0, crate::seed::Stream::Views);
     let planes = crop_resize(image, shape, side, &config, &mut rng);
     let plane = side * side;
     for c in 0..planes.channels {

@@ -11,7 +11,7 @@
 use std::f32::consts::{PI, TAU};
 use std::path::Path;
 
-use rand::{RngExt, SeedableRng};
+use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
@@ -138,8 +138,7 @@ fn shapes_set(seed: u64, first: u64, count: usize) -> ImageSet {
     let images: Vec<Vec<u8>> = (0..count)
         .into_par_iter()
         .map(|i| {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(first + i as u64);
+            let mut rng = crate::seed::shape_rng(seed, first + i as u64);
             draw_shape(i % SHAPE_CLASSES.len(), &mut rng)
         })
         .collect();

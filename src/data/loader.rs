@@ -4,7 +4,7 @@
 //! of the seed and s: epoch e is a seeded permutation of the training set, step s takes the
 //! `(s mod steps_per_epoch)`-th block of N images of epoch `s / steps_per_epoch` (the remainder
 //! of an epoch is dropped), and each view draws from its own stream (see
-//! [`super::augment::view_rng`]). So a resumed run sees exactly the batches an uninterrupted
+//! [`crate::seed::view_rng`]). So a resumed run sees exactly the batches an uninterrupted
 //! one would.
 //!
 //! [`Loader`] runs a plan on a named thread, building each batch with rayon across images,
@@ -17,12 +17,11 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, bounded};
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::augment::{AugmentConfig, augment_view, view_rng};
+use super::augment::{AugmentConfig, augment_view};
+use crate::seed::view_rng;
 use super::images::{Dataset, ImageSet};
 
 /// One step's input: N images x M views, image-major, CHW each.
@@ -63,8 +62,7 @@ impl BatchPlan {
     /// The permutation of epoch `epoch`.
     pub fn permutation(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.images.len()).collect();
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x00e9_0c4b);
-        rng.set_stream(epoch);
+        let mut rng = crate::seed::epoch_rng(self.seed, epoch);
         order.shuffle(&mut rng);
         order
     }

@@ -247,7 +247,7 @@ pub fn make_views(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{Stream, rng};
+    use crate::seed::{Stream, rng};
 
     #[test]
     fn rings_lie_on_their_radius_and_classes_are_balanced() {

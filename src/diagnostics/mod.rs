@@ -252,7 +252,7 @@ mod tests {
     use rand_distr::StandardNormal;
 
     fn gaussian(n: usize, d: usize, seed: u64) -> Vec<f32> {
-        let mut rng = crate::data::rng(seed, crate::data::Stream::Dataset);
+        let mut rng = crate::seed::rng(seed, crate::seed::Stream::Dataset);
         (0..n * d).map(|_| rng.sample(StandardNormal)).collect()
     }
 
@@ -268,7 +268,7 @@ mod tests {
     fn rank_one_data_has_effective_rank_near_one() {
         let d = 16;
         let direction: Vec<f32> = (0..d).map(|j| (j as f32 + 1.0).sin()).collect();
-        let mut rng = crate::data::rng(2, crate::data::Stream::Dataset);
+        let mut rng = crate::seed::rng(2, crate::seed::Stream::Dataset);
         let rows: Vec<f32> = (0..500)
             .flat_map(|_| {
                 let a: f32 = rng.sample(StandardNormal);

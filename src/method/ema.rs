@@ -79,11 +79,11 @@ mod tests {
         };
         let online = seeded_init(
             config.init(&device),
-            &mut crate::data::rng(1, crate::data::Stream::Weights),
+            &mut crate::seed::rng(1, crate::seed::Stream::Weights),
         );
         let target = seeded_init(
             config.init(&device),
-            &mut crate::data::rng(2, crate::data::Stream::Weights),
+            &mut crate::seed::rng(2, crate::seed::Stream::Weights),
         );
         let (w_online, w_target) = (values(&online), values(&target));
         assert_ne!(w_online, w_target);

@@ -16,8 +16,7 @@ use rand::{Rng, RngExt};
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-/// The floor of the norm in [`normalize`]: `x / max(||x||, NORM_FLOOR)`.
-pub const NORM_FLOOR: f64 = 1e-12;
+pub use crate::model::online::{NORM_FLOOR, normalize};
 
 /// One force: whether it acts, and with what weight.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,25 +86,6 @@ impl Default for Dynamics {
             tau: 0.99,
         }
     }
-}
-
-/// `x / max(||x||, NORM_FLOOR)` along the last dimension.
-///
-/// Written as `x / sqrt(max(||x||^2, NORM_FLOOR^2))`, which is the same value, so that the
-/// gradient at a zero vector is finite (`1 / NORM_FLOOR`, the slope of `x / NORM_FLOOR`) rather
-/// than NaN.
-///
-/// # Shapes
-/// - `x`: `[..., D]`
-/// - output: `[..., D]`
-pub fn normalize<const R: usize>(x: Tensor<R>) -> Tensor<R> {
-    let norm = x
-        .clone()
-        .square()
-        .sum_dim(R - 1)
-        .clamp_min(NORM_FLOOR * NORM_FLOOR)
-        .sqrt();
-    x / norm
 }
 
 /// The centroids each view is pulled toward, from the target embeddings (no gradient).
@@ -356,8 +336,8 @@ mod tests {
 
     #[test]
     fn brownian_directions_are_unit_and_seeded() {
-        let mut a = crate::data::rng(7, crate::data::Stream::Brownian);
-        let mut b = crate::data::rng(7, crate::data::Stream::Brownian);
+        let mut a = crate::seed::rng(7, crate::seed::Stream::Brownian);
+        let mut b = crate::seed::rng(7, crate::seed::Stream::Brownian);
         let x = brownian_directions(&mut a, 50, 8);
         assert_eq!(x, brownian_directions(&mut b, 50, 8));
         for row in x.chunks(8) {
@@ -385,7 +365,7 @@ mod tests {
     /// Finite-difference check of `d loss(normalize(x)) / dx` against autodiff.
     fn gradient_check(loss: impl Fn(Tensor<3>) -> Tensor<1>, dims: [usize; 3], seed: u64) {
         let d = device().autodiff();
-        let mut rng = crate::data::rng(seed, crate::data::Stream::Dataset);
+        let mut rng = crate::seed::rng(seed, crate::seed::Stream::Dataset);
         let count: usize = dims.iter().product();
         let values: Vec<f32> = (0..count).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         let x = t3(&values, dims, &d).require_grad();
@@ -415,7 +395,7 @@ mod tests {
     #[test]
     fn centroid_loss_gradient_matches_finite_differences() {
         let dims = [3, 3, 4];
-        let mut rng = crate::data::rng(11, crate::data::Stream::Dataset);
+        let mut rng = crate::seed::rng(11, crate::seed::Stream::Dataset);
         let target_values: Vec<f32> = (0..36).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         for mode in [CentroidMode::Mean, CentroidMode::LeaveOneOut] {
             let target_values = target_values.clone();
@@ -437,7 +417,7 @@ mod tests {
 
     #[test]
     fn brownian_loss_gradient_matches_finite_differences() {
-        let mut rng = crate::data::rng(3, crate::data::Stream::Brownian);
+        let mut rng = crate::seed::rng(3, crate::seed::Stream::Brownian);
         let r = brownian_directions(&mut rng, 3, 4);
         gradient_check(
             move |p| {

@@ -14,4 +14,4 @@ pub mod step;
 
 pub use forces::{CentroidMode, Dynamics, Force};
 pub use optim::{OptimizerConfig, OptimizerKind};
-pub use step::{Embedder, Learner, StepError, StepReport};
+pub use step::{Learner, StepError, StepReport};

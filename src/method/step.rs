@@ -11,59 +11,15 @@
 //! 4. a check that every value is finite, before any weight changes;
 //! 5. backward, optimiser step, then the EMA update of the target.
 
-use burn::module::{Module, ModuleDisplay};
+use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::ema::ema_update;
-use super::forces::{Dynamics, loss_terms, normalize};
+use super::forces::{Dynamics, loss_terms};
 use super::optim::OptimizerConfig;
-use crate::model::Mlp;
-
-/// Anything that maps a batch of inputs to projections, so that one step serves the sandbox's
-/// points and image encoders alike.
-pub trait Embedder: Module + ModuleDisplay + 'static {
-    /// A batch of inputs, on the device, first dimension the batch.
-    type Input: Clone + Send;
-
-    /// The projection `g(f(x))`, before the predictor and before normalisation.
-    ///
-    /// # Shapes
-    /// - `input`: `[B, ...]`
-    /// - output: `[B, D]`
-    fn project(&self, input: Self::Input) -> Tensor<2>;
-}
-
-/// The online network: an embedder and the predictor head `q` (used when the predictor is on).
-#[derive(Module, Debug)]
-pub struct Online<E: Embedder> {
-    pub embedder: E,
-    pub predictor: Mlp,
-}
-
-impl<E: Embedder> Online<E> {
-    /// The normalised online output p: the projection, through the predictor when it is on.
-    ///
-    /// # Shapes
-    /// - `projection`: `[B, D]`
-    /// - output: `[B, D]`
-    fn head(&self, projection: Tensor<2>, predictor: bool) -> Tensor<2> {
-        if predictor {
-            normalize(self.predictor.forward(projection))
-        } else {
-            normalize(projection)
-        }
-    }
-
-    /// The normalised embeddings of `input`, as the particles the forces act on.
-    ///
-    /// # Shapes
-    /// - output: `[B, D]`
-    pub fn embed(&self, input: E::Input, predictor: bool) -> Tensor<2> {
-        self.head(self.embedder.project(input), predictor)
-    }
-}
+use crate::model::{Embedder, Online, normalize};
 
 /// The losses of one step, before the update, as plain numbers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -95,6 +51,13 @@ pub enum StepError {
     Readback(String),
 }
 
+/// The state a non-finite step rolls back to.
+struct Rollback<E: Embedder> {
+    online: Online<E>,
+    target: Option<E>,
+    optimizer: ModuleOptimizer,
+}
+
 /// The online network, the EMA target and the optimiser of one run.
 pub struct Learner<E: Embedder> {
     online: Online<E>,
@@ -102,11 +65,12 @@ pub struct Learner<E: Embedder> {
     /// first step EMA is on).
     target: Option<E>,
     optimizer: ModuleOptimizer,
-    /// The online network and target before the last update, in evaluation mode: the last
-    /// weights known to give finite losses once that update turns out to have produced
-    /// non-finite ones. `valid()` snapshots the batch-norm running statistics, which a forward
-    /// pass updates in place; the weights themselves are immutable tensors, shared, not copied.
-    before_update: Option<(Online<E>, Option<E>)>,
+    /// The online network, target and optimiser state before the last update: the last state
+    /// known to give finite losses, once that update turns out to have produced non-finite
+    /// ones. The networks are kept in evaluation mode: `valid()` snapshots the batch-norm
+    /// running statistics, which a forward pass updates in place. Weights and optimiser moments
+    /// are immutable tensors, shared, not copied.
+    before_update: Option<Rollback<E>>,
 }
 
 impl<E: Embedder> Learner<E> {
@@ -152,7 +116,7 @@ impl<E: Embedder> Learner<E> {
     /// # Errors
     /// [`StepError::NonFinite`] when a loss term is NaN or infinite. The weights that gave it
     /// came from the previous update, so that update is undone: the learner is left with the
-    /// last weights that gave finite losses.
+    /// last weights, target and optimiser state (momentum, moments) that gave finite losses.
     pub fn step(
         &mut self,
         views: &E::Input,
@@ -207,14 +171,19 @@ impl<E: Embedder> Learner<E> {
             ("Brownian", loss_brownian),
         ] {
             if !value.is_finite() {
-                if let Some((online, target)) = self.before_update.take() {
-                    self.online = online.train();
-                    self.target = target.map(Module::train);
+                if let Some(rollback) = self.before_update.take() {
+                    self.online = rollback.online.train();
+                    self.target = rollback.target.map(Module::train);
+                    self.optimizer = rollback.optimizer;
                 }
                 return Err(StepError::NonFinite { term, value });
             }
         }
-        self.before_update = Some((self.online.valid(), self.target.as_ref().map(Module::valid)));
+        self.before_update = Some(Rollback {
+            online: self.online.valid(),
+            target: self.target.as_ref().map(Module::valid),
+            optimizer: self.optimizer.clone(),
+        });
 
         let any_force = dynamics.centroid.on || dynamics.singular_value.on || dynamics.brownian.on;
         if any_force {

@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::im2col::{self, Rows};
 use super::mlp::{Mlp, MlpConfig};
-use crate::method::Embedder;
-use crate::method::step::Online;
+use super::online::{Embedder, Online};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]

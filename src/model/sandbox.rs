@@ -6,8 +6,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::mlp::{Mlp, MlpConfig};
-use crate::method::Embedder;
-use crate::method::step::Online;
+use super::online::{Embedder, Online};
 
 /// Widths of the sandbox network and its predictor head.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

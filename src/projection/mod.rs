@@ -28,10 +28,21 @@ pub type Basis = DMatrix<f64>;
 /// - `rows`: `[n, d]` row-major
 /// - output: `[d, 3]`
 pub fn principal_axes(rows: &[f32], d: usize) -> Basis {
+    principal_axes_and_spectrum(rows, d).0
+}
+
+/// The principal axes and, from the same eigen-decomposition, the singular values of the
+/// centred rows (what `diagnostics::singular_values` computes), largest first: the trainer
+/// needs both every display refresh and decomposes the covariance once.
+///
+/// # Shapes
+/// - `rows`: `[n, d]` row-major
+/// - output: `[d, 3]` and `d` values
+pub fn principal_axes_and_spectrum(rows: &[f32], d: usize) -> (Basis, Vec<f64>) {
     let n = rows.len().checked_div(d).unwrap_or(0);
     let mut basis = DMatrix::<f64>::zeros(d, COMPONENTS);
     if n == 0 {
-        return basis;
+        return (basis, vec![0.0; d]);
     }
     let covariance = crate::diagnostics::covariance(rows, d);
     let eigen = SymmetricEigen::new(covariance);
@@ -40,7 +51,11 @@ pub fn principal_axes(rows: &[f32], d: usize) -> Basis {
     for (column, &axis) in order.iter().take(COMPONENTS).enumerate() {
         basis.set_column(column, &eigen.eigenvectors.column(axis));
     }
-    basis
+    let spectrum = order
+        .iter()
+        .map(|&axis| eigen.eigenvalues[axis].max(0.0).sqrt())
+        .collect();
+    (basis, spectrum)
 }
 
 /// `new` rotated within its own span to best match `previous` (orthogonal Procrustes):
@@ -118,20 +133,42 @@ impl Projector {
         d: usize,
         sets: &[&[f32]],
     ) -> Vec<Vec<[f32; 3]>> {
-        let fresh = principal_axes(fit_rows, d);
+        self.fit_project_spectrum(fit_rows, d, sets).0
+    }
+
+    /// [`Projector::fit_project`], also returning the singular values of `fit_rows`.
+    pub fn fit_project_spectrum(
+        &mut self,
+        fit_rows: &[f32],
+        d: usize,
+        sets: &[&[f32]],
+    ) -> (Vec<Vec<[f32; 3]>>, Vec<f64>) {
+        let (fresh, spectrum) = principal_axes_and_spectrum(fit_rows, d);
         let basis = match &self.basis {
             Some(previous) => align(previous, fresh),
             None => fresh,
         };
         let out = sets.iter().map(|rows| project(rows, d, &basis)).collect();
         self.basis = Some(basis);
-        out
+        (out, spectrum)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_spectrum_beside_the_axes_is_the_diagnostics_spectrum() {
+        let rows: Vec<f32> = (0..40).map(|i| ((i * 37 % 11) as f32).sin()).collect();
+        let (_, spectrum) = principal_axes_and_spectrum(&rows, 4);
+        let expected = crate::diagnostics::singular_values(&rows, 4);
+        assert_eq!(spectrum.len(), expected.len());
+        for (a, b) in spectrum.iter().zip(&expected) {
+            assert!((a - b).abs() < 1e-9, "{spectrum:?} vs {expected:?}");
+        }
+        assert!(spectrum.windows(2).all(|w| w[0] >= w[1]), "largest first");
+    }
 
     /// Points on the axes of a 5-D space: +-2 along x, +-1 along y, +-0.5 along z, so the
     /// covariance is exactly diag(8, 2, 0.5, 0, 0) / 6 and the principal axes are x, y, z.

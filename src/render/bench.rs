@@ -26,8 +26,7 @@
 
 use std::time::Instant;
 
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::RngExt;
 
 use super::{
     Camera, FrameData, HeadlessGpu, Offscreen, Particle, ParticleRenderer, Rasteriser, RenderError,
@@ -62,7 +61,7 @@ pub struct BenchLine {
 /// `points` particles uniform in the cube [-1, 1]^3 with random opaque colours, and the
 /// unit-sphere wireframe, seen by the default orbit camera.
 fn bench_frame(points: usize) -> FrameData {
-    let mut rng = ChaCha8Rng::seed_from_u64(BENCH_SEED);
+    let mut rng = crate::seed::rng(BENCH_SEED, crate::seed::Stream::Dataset);
     let particles = (0..points)
         .map(|_| {
             let position = [

@@ -1,9 +1,6 @@
-//! One line of `metrics.jsonl`, and the writer that appends and flushes line by line so that a
-//! run stopped at any point keeps every line it logged.
+//! One line of `metrics.jsonl`, the same for every run (the writer is `super::folder`'s).
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +12,7 @@ use crate::method::StepReport;
 /// a non-finite diagnostic is written as `null` and read back as NaN.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MetricsRecord {
-    pub step: usize,
+    pub step: u64,
     pub loss: Option<f32>,
     pub loss_centroid: Option<f32>,
     pub loss_sv: Option<f32>,
@@ -32,13 +29,28 @@ pub struct MetricsRecord {
     pub knn_acc: f64,
     /// Singular values of the centred evaluation embeddings, largest first.
     pub spectrum: Vec<Option<f64>>,
-    /// Seconds since the run started.
+    /// Seconds since the run (or this process's part of it) started.
     pub elapsed_secs: f64,
+    /// The epoch of the step (image runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    /// The learning rate and `tau` the step used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tau: Option<f64>,
+    /// Training speed over the last few seconds (views counted as images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images_per_sec: Option<f64>,
+    /// Whether the diagnostics of this line were computed at this step (they are `null`
+    /// otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluated: Option<bool>,
 }
 
 impl MetricsRecord {
     pub fn new(
-        step: usize,
+        step: u64,
         report: Option<StepReport>,
         diagnostics: &Diagnostics,
         elapsed_secs: f64,
@@ -60,6 +72,11 @@ impl MetricsRecord {
                 .map(|&s| s.is_finite().then_some(s))
                 .collect(),
             elapsed_secs,
+            epoch: None,
+            lr: None,
+            tau: None,
+            images_per_sec: None,
+            evaluated: None,
         }
     }
 }
@@ -68,44 +85,23 @@ fn nan_if_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64,
     Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 
-/// Appends records to a JSON-lines file, flushing after each.
-pub struct MetricsWriter {
-    path: PathBuf,
-    out: BufWriter<File>,
-    lines: usize,
-}
-
-impl MetricsWriter {
-    pub fn create(path: &Path) -> std::io::Result<Self> {
-        Ok(Self {
-            path: path.to_owned(),
-            out: BufWriter::new(File::create(path)?),
-            lines: 0,
-        })
-    }
-
-    pub fn write(&mut self, record: &MetricsRecord) -> std::io::Result<()> {
-        let line = serde_json::to_string(record).map_err(std::io::Error::other)?;
-        writeln!(self.out, "{line}")?;
-        self.out.flush()?;
-        self.lines += 1;
-        Ok(())
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn lines(&self) -> usize {
-        self.lines
-    }
-}
-
-/// Reads a `metrics.jsonl` back (tests, and later the app's "open run").
+/// Reads a `metrics.jsonl` back.
 pub fn read_metrics(path: &Path) -> std::io::Result<Vec<MetricsRecord>> {
     std::fs::read_to_string(path)?
         .lines()
         .filter(|line| !line.trim().is_empty())
         .map(|line| serde_json::from_str(line).map_err(std::io::Error::other))
         .collect()
+}
+
+/// Diagnostics not computed at a step: NaN, written as null.
+pub fn nan_diagnostics() -> Diagnostics {
+    Diagnostics {
+        effective_rank: f64::NAN,
+        uniformity: f64::NAN,
+        alignment: f64::NAN,
+        collapse_level: f64::NAN,
+        knn_acc: f64::NAN,
+        singular_values: Vec::new(),
+    }
 }

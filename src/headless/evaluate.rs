@@ -1,6 +1,11 @@
 //! Judging what a run learned: kNN (k = 20, T = 0.07) and linear-probe top-1 accuracy of the
-//! encoder's features, and the export of embeddings for the TensorBoard Embedding Projector.
+//! encoder's features, and the export of features for the TensorBoard Embedding Projector.
+//!
+//! Both open the run folder read-only ([`RunFolder::reopen`]): its newest checkpoint is
+//! loaded into memory and nothing in the folder changes, except the export files written
+//! where the user asked.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use burn::module::Module;
@@ -9,19 +14,11 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 
-use super::train::{ImageRun, TrainError};
-use crate::data::images::{Dataset, ImageSet};
-use crate::data::{Stream, rng};
+use super::HeadlessError;
 use crate::diagnostics::knn_accuracy;
-use crate::method::StepError;
 use crate::model::seeded_init;
-
-/// Features `[n, F]` of every image of `set` (plain views), row-major.
-pub fn features(run: &ImageRun, set: &ImageSet) -> Result<(Vec<f32>, usize), StepError> {
-    let rows = run.embed_features(set)?;
-    let dim = rows.len() / set.len().max(1);
-    Ok((rows, dim))
-}
+use crate::seed::{Stream, rng};
+use crate::session::{RunFolder, write_atomic};
 
 /// Mini-batch size of the linear probe.
 const PROBE_BATCH: usize = 256;
@@ -29,6 +26,9 @@ const PROBE_BATCH: usize = 256;
 /// Top-1 accuracy of a linear classifier trained on frozen, standardised features.
 ///
 /// AdamW (lr 1e-3, no weight decay), mini-batches of 256, `epochs` passes, seeded.
+///
+/// # Errors
+/// Empty or misshapen inputs, or predictions that cannot be read back from the device.
 #[allow(clippy::too_many_arguments)] // the two splits and the settings
 pub fn linear_probe(
     train: &[f32],
@@ -39,9 +39,28 @@ pub fn linear_probe(
     classes: usize,
     epochs: usize,
     seed: u64,
-) -> f64 {
-    let device = Device::flex().autodiff();
+) -> Result<f64, HeadlessError> {
+    let fail = |reason: String| HeadlessError::Evaluate {
+        what: "the linear probe".to_owned(),
+        reason,
+    };
     let n = train_labels.len();
+    if dim == 0 || n == 0 || test_labels.is_empty() {
+        return Err(fail(format!(
+            "nothing to fit or test: {n} training rows, {} test rows, {dim} features",
+            test_labels.len()
+        )));
+    }
+    if train.len() != n * dim || test.len() != test_labels.len() * dim {
+        return Err(fail(format!(
+            "features and labels disagree: {} training values for {n} labels x {dim}, {} test \
+             values for {} labels",
+            train.len(),
+            test.len(),
+            test_labels.len()
+        )));
+    }
+    let device = Device::flex().autodiff();
     // Standardise with the training statistics.
     let mut mean = vec![0.0f32; dim];
     let mut var = vec![0.0f32; dim];
@@ -104,123 +123,99 @@ pub fn linear_probe(
         .into_data()
         .convert::<i64>()
         .try_to_vec::<i64>()
-        .unwrap_or_default();
+        .map_err(|err| fail(format!("could not read the predictions back: {err:?}")))?;
     let correct = predicted
         .iter()
         .zip(test_labels)
         .filter(|(p, l)| **p == i64::from(**l))
         .count();
-    correct as f64 / test_labels.len().max(1) as f64
+    Ok(correct as f64 / test_labels.len() as f64)
 }
 
 /// The accuracies `msbreg eval` prints.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct Evaluation {
+pub struct EvalReport {
     pub step: u64,
     pub bank: usize,
     pub queries: usize,
+    pub knn_k: usize,
+    pub knn_temperature: f64,
     pub knn_acc: f64,
     pub linear_probe_acc: f64,
 }
 
-/// kNN and linear probe of the run's encoder: the labelled training split (at most
-/// `max_train` images) is the bank and the probe's training set, the test split is queried.
-pub fn evaluate_run(
-    run: &ImageRun,
+/// kNN and linear probe of the encoder at the newest checkpoint of the run in `dir`: the
+/// labelled training split (at most `max_train` items) is the bank and the probe's training
+/// set, the test split is queried. Reads only.
+pub fn evaluate_folder(
+    dir: &Path,
+    device: &Device,
     max_train: usize,
     probe_epochs: usize,
-) -> Result<Evaluation, TrainError> {
-    let splits = run.config().data.load(run.config().seed)?;
-    let setup = |reason: &str| TrainError::Setup {
-        what: format!("evaluating on {}", run.config().data.describe()),
-        reason: reason.to_owned(),
-    };
-    let train = if splits.train.labels.is_some() {
-        &splits.train
-    } else {
-        return Err(setup("the training split has no labels"));
-    };
-    let Some(test) = splits.test.as_ref().filter(|t| t.labels.is_some()) else {
-        return Err(setup("there is no labelled test split"));
-    };
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    order.shuffle(&mut rng(run.config().seed, Stream::EvalViews));
-    order.truncate(max_train.min(train.len()));
-    let train = train.subset(&order);
-    let step_err = |reason| TrainError::Step {
-        step: run.steps_done(),
-        reason,
-        out: std::path::PathBuf::new(),
-    };
-    let (bank, dim) = features(run, &train).map_err(step_err)?;
-    let (queries, _) = features(run, test).map_err(step_err)?;
-    let train_labels = train.labels.clone().unwrap_or_default();
-    let test_labels = test.labels.clone().unwrap_or_default();
-    let knn = run.config().eval.knn;
+) -> Result<EvalReport, HeadlessError> {
+    let folder = RunFolder::open(dir)?;
+    let run = folder.reopen(device)?;
+    let features = run.labelled_features(max_train)?;
+    let knn = run.knn();
     let knn_acc = knn_accuracy(
-        &bank,
-        &train_labels,
-        &queries,
-        &test_labels,
-        dim,
+        &features.bank,
+        &features.bank_labels,
+        &features.queries,
+        &features.query_labels,
+        features.dim,
         knn.k,
         knn.temperature,
     );
-    let classes = train.class_names.len().max(1);
     let linear_probe_acc = linear_probe(
-        &bank,
-        &train_labels,
-        &queries,
-        &test_labels,
-        dim,
-        classes,
+        &features.bank,
+        &features.bank_labels,
+        &features.queries,
+        &features.query_labels,
+        features.dim,
+        features.class_names.len().max(1),
         probe_epochs,
-        run.config().seed,
-    );
-    Ok(Evaluation {
+        run.settings().seed(),
+    )?;
+    Ok(EvalReport {
         step: run.steps_done(),
-        bank: train_labels.len(),
-        queries: test_labels.len(),
+        bank: features.bank_labels.len(),
+        queries: features.query_labels.len(),
+        knn_k: knn.k,
+        knn_temperature: knn.temperature,
         knn_acc,
         linear_probe_acc,
     })
 }
 
-/// Writes `vectors.tsv` (encoder features, one row per image) and `metadata.tsv` (a header,
-/// then label and class name) for the TensorBoard Embedding Projector.
-pub fn export(run: &ImageRun, set: &ImageSet, out: &Path) -> Result<usize, TrainError> {
-    use std::fmt::Write as _;
-    let write_err = |path: &Path, e: std::io::Error| TrainError::Write {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    };
-    let (rows, dim) = features(run, set).map_err(|reason| TrainError::Step {
-        step: run.steps_done(),
-        reason,
-        out: out.to_owned(),
-    })?;
+/// Writes `vectors.tsv` (encoder features of at most `limit` held-out items, one row each) and
+/// `metadata.tsv` (a header, then label and class name) into `out`, for the TensorBoard
+/// Embedding Projector. Reads the run in `dir` only. Returns the rows written.
+pub fn export_folder(
+    dir: &Path,
+    device: &Device,
+    limit: usize,
+    out: &Path,
+) -> Result<usize, HeadlessError> {
+    let folder = RunFolder::open(dir)?;
+    let run = folder.reopen(device)?;
+    let features = run.labelled_features(0)?;
+    let rows = features.query_labels.len().min(limit);
+    let dim = features.dim.max(1);
     let mut vectors = String::new();
-    for row in rows.chunks(dim.max(1)) {
+    for row in features.queries.chunks(dim).take(rows) {
         let line: Vec<String> = row.iter().map(|x| format!("{x:.6}")).collect();
         vectors.push_str(&line.join("\t"));
         vectors.push('\n');
     }
-    let vectors_path = out.join("vectors.tsv");
-    std::fs::write(&vectors_path, vectors).map_err(|e| write_err(&vectors_path, e))?;
     let mut metadata = String::from("label\tclass\n");
-    for index in 0..set.len() {
-        match set.label(index) {
-            Some(label) => {
-                let name = set
-                    .class_names
-                    .get(label as usize)
-                    .map_or("", String::as_str);
-                let _ = writeln!(metadata, "{label}\t{name}");
-            }
-            None => metadata.push_str("\t\n"),
-        }
+    for &label in features.query_labels.iter().take(rows) {
+        let name = features
+            .class_names
+            .get(label as usize)
+            .map_or("", String::as_str);
+        let _ = writeln!(metadata, "{label}\t{name}");
     }
-    let metadata_path = out.join("metadata.tsv");
-    std::fs::write(&metadata_path, metadata).map_err(|e| write_err(&metadata_path, e))?;
-    Ok(set.len())
+    write_atomic(&out.join("vectors.tsv"), vectors.as_bytes())?;
+    write_atomic(&out.join("metadata.tsv"), metadata.as_bytes())?;
+    Ok(rows)
 }

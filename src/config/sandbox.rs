@@ -1,15 +1,13 @@
-//! The sandbox run configuration: one value that says everything about a run, read from TOML
-//! (every key has a default, unknown keys are errors), checked for impossible settings, and
-//! written back next to the outputs. Presets are named starting points.
+//! The sandbox run's config: points in a low-dimensional space, an MLP encoder, the forces.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::{ConfigError, Preset, check, merge_tables, to_toml, validate_dynamics};
 use crate::data::sandbox::{SandboxDataConfig, SandboxKind, ViewConfig};
 use crate::diagnostics::KnnConfig;
-use crate::method::OptimizerConfig;
-use crate::method::{CentroidMode, Dynamics, Force};
+use crate::method::{Dynamics, OptimizerConfig};
 use crate::model::SandboxNetConfig;
 
 /// Everything a sandbox run needs.
@@ -39,189 +37,6 @@ impl Default for SimConfig {
     fn default() -> Self {
         Preset::Msbreg.config()
     }
-}
-
-/// Named starting points; each changes [`Dynamics`] (and M) from the defaults.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Preset {
-    /// All three forces, predictor and EMA, 4 views.
-    Msbreg,
-    /// Centroid only, no predictor, no EMA: the cloud collapses.
-    Collapse,
-    /// BYOL: leave-one-out centroid with 2 views, predictor and EMA, no dispersion.
-    Byol,
-    /// SimSiam: BYOL without EMA (target = online, stop-gradient).
-    Simsiam,
-    /// MSBReg without the singular value loss.
-    NoSv,
-    /// MSBReg without the Brownian loss.
-    NoBrownian,
-}
-
-impl Preset {
-    pub const ALL: [Self; 6] = [
-        Self::Msbreg,
-        Self::Collapse,
-        Self::Byol,
-        Self::Simsiam,
-        Self::NoSv,
-        Self::NoBrownian,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Msbreg => "msbreg",
-            Self::Collapse => "collapse",
-            Self::Byol => "byol",
-            Self::Simsiam => "simsiam",
-            Self::NoSv => "no-sv",
-            Self::NoBrownian => "no-brownian",
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::Msbreg => {
-                "all three forces (centroid, singular value, Brownian) + predictor + EMA, M = 4"
-            }
-            Self::Collapse => "centroid only, no predictor, no EMA: watch the cloud collapse",
-            Self::Byol => "BYOL: leave-one-out centroid, M = 2, predictor + EMA, no dispersion",
-            Self::Simsiam => "SimSiam: leave-one-out centroid, M = 2, predictor, no EMA",
-            Self::NoSv => "msbreg without the singular value loss (global dispersion off)",
-            Self::NoBrownian => "msbreg without the Brownian loss (local dispersion off)",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Result<Self, ConfigError> {
-        Self::ALL
-            .into_iter()
-            .find(|preset| preset.name() == name)
-            .ok_or_else(|| ConfigError::UnknownPreset {
-                name: name.to_owned(),
-                available: Self::ALL.map(Self::name).join(", "),
-            })
-    }
-
-    pub fn dynamics(self) -> Dynamics {
-        let msbreg = Dynamics::default();
-        match self {
-            Self::Msbreg => msbreg,
-            Self::Collapse => Dynamics {
-                centroid: Force::on(1.0),
-                centroid_mode: CentroidMode::Mean,
-                singular_value: Force::off(msbreg.singular_value.weight),
-                brownian: Force::off(msbreg.brownian.weight),
-                predictor: false,
-                ema: false,
-                ..msbreg
-            },
-            Self::Byol | Self::Simsiam => Dynamics {
-                centroid: Force::on(1.0),
-                centroid_mode: CentroidMode::LeaveOneOut,
-                singular_value: Force::off(msbreg.singular_value.weight),
-                brownian: Force::off(msbreg.brownian.weight),
-                predictor: true,
-                ema: self == Self::Byol,
-                ..msbreg
-            },
-            Self::NoSv => Dynamics {
-                singular_value: Force::off(msbreg.singular_value.weight),
-                ..msbreg
-            },
-            Self::NoBrownian => Dynamics {
-                brownian: Force::off(msbreg.brownian.weight),
-                ..msbreg
-            },
-        }
-    }
-
-    pub fn views(self) -> usize {
-        match self {
-            Self::Byol | Self::Simsiam => 2,
-            _ => 4,
-        }
-    }
-
-    /// The full config of this preset.
-    pub fn config(self) -> SimConfig {
-        SimConfig {
-            preset: self.name().to_owned(),
-            seed: 0,
-            steps: 600,
-            log_every: 50,
-            batch_size: 256,
-            learning_rate: 1e-3,
-            data: SandboxDataConfig::default(),
-            views: ViewConfig {
-                count: self.views(),
-                ..ViewConfig::default()
-            },
-            model: SandboxNetConfig::default(),
-            dynamics: self.dynamics(),
-            optimizer: OptimizerConfig::default(),
-            knn: KnnConfig::default(),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("config key `{key}` = {value} is out of range: {expected}")]
-    OutOfRange {
-        key: &'static str,
-        value: String,
-        expected: &'static str,
-    },
-    #[error(
-        "unknown preset `{name}`; the presets are: {available} (`msbreg simulate --list-presets`)"
-    )]
-    UnknownPreset { name: String, available: String },
-}
-
-pub fn check(
-    ok: bool,
-    key: &'static str,
-    value: impl std::fmt::Display,
-    expected: &'static str,
-) -> Result<(), ConfigError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::OutOfRange {
-            key,
-            value: value.to_string(),
-            expected,
-        })
-    }
-}
-
-/// Checks the values a user may change while a run is going (the app's sliders use this too).
-pub fn validate_dynamics(dynamics: &Dynamics) -> Result<(), ConfigError> {
-    for (key, force) in [
-        ("dynamics.centroid.weight", dynamics.centroid),
-        ("dynamics.singular_value.weight", dynamics.singular_value),
-        ("dynamics.brownian.weight", dynamics.brownian),
-    ] {
-        check(
-            force.weight.is_finite() && force.weight >= 0.0,
-            key,
-            force.weight,
-            "a force weight must be a finite number >= 0 (switch the force off with `on = false`)",
-        )?;
-    }
-    check(
-        (0.0..=1.0).contains(&dynamics.tau),
-        "dynamics.tau",
-        dynamics.tau,
-        "tau must lie in [0, 1] (0.99 is usual; 1 freezes the target)",
-    )
 }
 
 impl SimConfig {
@@ -257,16 +72,16 @@ impl SimConfig {
         };
         toml::from_str::<Self>(&text).map_err(parse_err)?;
         let overrides: toml::Table = toml::from_str(&text).map_err(parse_err)?;
-        let base: toml::Table = toml::from_str(&preset.config().to_toml()).map_err(parse_err)?;
+        let base: toml::Table = toml::from_str(&preset.config().to_toml()?).map_err(parse_err)?;
         let merged = merge_tables(base, overrides);
         let config: Self = merged.try_into().map_err(parse_err)?;
         config.validate()?;
         Ok(config)
     }
 
-    pub fn to_toml(&self) -> String {
-        // Serialising a plain struct of numbers, strings and tables cannot fail.
-        toml::to_string_pretty(self).unwrap_or_default()
+    /// The config as TOML, every key written.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        to_toml(self)
     }
 
     /// Rejects impossible settings with the key, the value and what is allowed.
@@ -393,24 +208,13 @@ impl SimConfig {
     }
 }
 
-/// `base` with every key of `overrides` laid over it, tables merged key by key.
-pub fn merge_tables(mut base: toml::Table, overrides: toml::Table) -> toml::Table {
-    for (key, value) in overrides {
-        match (base.remove(&key), value) {
-            (Some(toml::Value::Table(inner)), toml::Value::Table(over)) => {
-                base.insert(key, toml::Value::Table(merge_tables(inner, over)));
-            }
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
-    base
-}
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+    use crate::method::CentroidMode;
 
     fn parse(text: &str) -> Result<SimConfig, ConfigError> {
         SimConfig::from_toml(text, Path::new("run.toml"))
@@ -430,7 +234,10 @@ mod tests {
         for preset in Preset::ALL {
             let config = preset.config();
             config.validate().expect("presets are valid");
-            assert_eq!(parse(&config.to_toml()).expect("round trip"), config);
+            assert_eq!(
+                parse(&config.to_toml().expect("serialises")).expect("round trip"),
+                config
+            );
         }
     }
 

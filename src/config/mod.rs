@@ -1,0 +1,239 @@
+//! What to run: one value that says everything about a run, read from TOML (every key has a
+//! default, unknown keys are errors), checked for impossible settings (the error names the key,
+//! the value and what is allowed), and written back into the run folder.
+//!
+//! - [`Preset`]: named starting points for the forces (and M);
+//! - `sandbox`: [`SimConfig`], the particle sandbox's run;
+//! - `image`: [`TrainConfig`], image pretraining;
+//! - `workload`: [`Workload`] (one of the two) and [`WorkloadSettings`], what the app's
+//!   controls choose, turned into a config here rather than in the UI.
+//!
+//! Every config is built the same way: the preset's values, then a TOML file's keys, then the
+//! command line's, merged key by key ([`merge_tables`]) and checked once.
+
+use std::path::PathBuf;
+
+mod image;
+mod sandbox;
+mod workload;
+
+pub use image::{CheckpointSettings, EvalSettings, TrainConfig};
+pub use sandbox::SimConfig;
+pub use workload::{
+    DISPLAY_POINTS, DataChoice, ModelChoice, RunSettings, Workload, WorkloadSettings,
+};
+
+use serde::Serialize;
+
+use crate::data::sandbox::{SandboxDataConfig, ViewConfig};
+use crate::diagnostics::KnnConfig;
+use crate::method::{CentroidMode, Dynamics, Force, OptimizerConfig};
+use crate::model::SandboxNetConfig;
+
+/// Named starting points; each changes [`Dynamics`] (and M) from the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// All three forces, predictor and EMA, 4 views.
+    Msbreg,
+    /// Centroid only, no predictor, no EMA: the cloud collapses.
+    Collapse,
+    /// BYOL: leave-one-out centroid with 2 views, predictor and EMA, no dispersion.
+    Byol,
+    /// SimSiam: BYOL without EMA (target = online, stop-gradient).
+    Simsiam,
+    /// MSBReg without the singular value loss.
+    NoSv,
+    /// MSBReg without the Brownian loss.
+    NoBrownian,
+}
+
+impl Preset {
+    pub const ALL: [Self; 6] = [
+        Self::Msbreg,
+        Self::Collapse,
+        Self::Byol,
+        Self::Simsiam,
+        Self::NoSv,
+        Self::NoBrownian,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Msbreg => "msbreg",
+            Self::Collapse => "collapse",
+            Self::Byol => "byol",
+            Self::Simsiam => "simsiam",
+            Self::NoSv => "no-sv",
+            Self::NoBrownian => "no-brownian",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Msbreg => {
+                "all three forces (centroid, singular value, Brownian) + predictor + EMA, M = 4"
+            }
+            Self::Collapse => "centroid only, no predictor, no EMA: watch the cloud collapse",
+            Self::Byol => "BYOL: leave-one-out centroid, M = 2, predictor + EMA, no dispersion",
+            Self::Simsiam => "SimSiam: leave-one-out centroid, M = 2, predictor, no EMA",
+            Self::NoSv => "msbreg without the singular value loss (global dispersion off)",
+            Self::NoBrownian => "msbreg without the Brownian loss (local dispersion off)",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Self, ConfigError> {
+        Self::ALL
+            .into_iter()
+            .find(|preset| preset.name() == name)
+            .ok_or_else(|| ConfigError::UnknownPreset {
+                name: name.to_owned(),
+                available: Self::ALL.map(Self::name).join(", "),
+            })
+    }
+
+    pub fn dynamics(self) -> Dynamics {
+        let msbreg = Dynamics::default();
+        match self {
+            Self::Msbreg => msbreg,
+            Self::Collapse => Dynamics {
+                centroid: Force::on(1.0),
+                centroid_mode: CentroidMode::Mean,
+                singular_value: Force::off(msbreg.singular_value.weight),
+                brownian: Force::off(msbreg.brownian.weight),
+                predictor: false,
+                ema: false,
+                ..msbreg
+            },
+            Self::Byol | Self::Simsiam => Dynamics {
+                centroid: Force::on(1.0),
+                centroid_mode: CentroidMode::LeaveOneOut,
+                singular_value: Force::off(msbreg.singular_value.weight),
+                brownian: Force::off(msbreg.brownian.weight),
+                predictor: true,
+                ema: self == Self::Byol,
+                ..msbreg
+            },
+            Self::NoSv => Dynamics {
+                singular_value: Force::off(msbreg.singular_value.weight),
+                ..msbreg
+            },
+            Self::NoBrownian => Dynamics {
+                brownian: Force::off(msbreg.brownian.weight),
+                ..msbreg
+            },
+        }
+    }
+
+    pub fn views(self) -> usize {
+        match self {
+            Self::Byol | Self::Simsiam => 2,
+            _ => 4,
+        }
+    }
+
+    /// The full config of this preset.
+    pub fn config(self) -> SimConfig {
+        SimConfig {
+            preset: self.name().to_owned(),
+            seed: 0,
+            steps: 600,
+            log_every: 50,
+            batch_size: 256,
+            learning_rate: 1e-3,
+            data: SandboxDataConfig::default(),
+            views: ViewConfig {
+                count: self.views(),
+                ..ViewConfig::default()
+            },
+            model: SandboxNetConfig::default(),
+            dynamics: self.dynamics(),
+            optimizer: OptimizerConfig::default(),
+            knn: KnnConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}` = {value} is out of range: {expected}")]
+    OutOfRange {
+        key: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("the config could not be written as TOML ({message}); nothing was saved")]
+    Serialize { message: String },
+    #[error(
+        "unknown preset `{name}`; the presets are: {available} (`msbreg simulate --list-presets`)"
+    )]
+    UnknownPreset { name: String, available: String },
+}
+
+pub fn check(
+    ok: bool,
+    key: &'static str,
+    value: impl std::fmt::Display,
+    expected: &'static str,
+) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::OutOfRange {
+            key,
+            value: value.to_string(),
+            expected,
+        })
+    }
+}
+
+/// Checks the values a user may change while a run is going (the app's sliders use this too).
+pub fn validate_dynamics(dynamics: &Dynamics) -> Result<(), ConfigError> {
+    for (key, force) in [
+        ("dynamics.centroid.weight", dynamics.centroid),
+        ("dynamics.singular_value.weight", dynamics.singular_value),
+        ("dynamics.brownian.weight", dynamics.brownian),
+    ] {
+        check(
+            force.weight.is_finite() && force.weight >= 0.0,
+            key,
+            force.weight,
+            "a force weight must be a finite number >= 0 (switch the force off with `on = false`)",
+        )?;
+    }
+    check(
+        (0.0..=1.0).contains(&dynamics.tau),
+        "dynamics.tau",
+        dynamics.tau,
+        "tau must lie in [0, 1] (0.99 is usual; 1 freezes the target)",
+    )
+}
+
+/// `base` with every key of `overrides` laid over it, tables merged key by key.
+pub fn merge_tables(mut base: toml::Table, overrides: toml::Table) -> toml::Table {
+    for (key, value) in overrides {
+        match (base.remove(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(over)) => {
+                base.insert(key, toml::Value::Table(merge_tables(inner, over)));
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+    base
+}
+
+/// `config` as TOML, every key written. Fails (rather than writing an empty file) on what TOML
+/// cannot hold, such as an integer above 2^63 - 1.
+pub fn to_toml(config: &impl Serialize) -> Result<String, ConfigError> {
+    toml::to_string_pretty(config).map_err(|err| ConfigError::Serialize {
+        message: err.to_string(),
+    })
+}

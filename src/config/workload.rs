@@ -1,0 +1,261 @@
+//! What to train, as one value: a [`Workload`] is a sandbox or an image run's config, and the
+//! [`RunSettings`] both share (forces, learning rate, seed) are reached through one trait, so
+//! that nothing else matches on the two.
+//!
+//! [`WorkloadSettings`] is what the app's controls choose (dataset, model, views, batch, seed);
+//! the config an app run trains with (open-ended schedule, evaluation sizes) is made here, on
+//! the run side, not in the UI.
+
+use super::{ConfigError, Preset, SimConfig, TrainConfig, to_toml};
+use crate::data::sandbox::SandboxKind;
+use crate::data::source::{DataSource, SourceKind};
+use crate::method::Dynamics;
+use crate::model::EncoderKind;
+
+/// At most this many held-out points are displayed (and evaluated) in the app.
+pub const DISPLAY_POINTS: usize = 512;
+
+/// What to train.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Workload {
+    /// The particle sandbox (points in a low-dimensional space, MLP encoder).
+    Sandbox(SimConfig),
+    /// Image pretraining (built-in or real datasets, CNN / ResNet / MLP encoders).
+    Images(TrainConfig),
+}
+
+/// What every run config has, whatever it trains on.
+pub trait RunSettings {
+    fn seed(&self) -> u64;
+    /// The forces (and the predictor, EMA and `tau` switches) in force.
+    fn dynamics(&self) -> Dynamics;
+    fn set_dynamics(&mut self, dynamics: Dynamics);
+    /// The (peak) learning rate.
+    fn learning_rate(&self) -> f64;
+    fn set_learning_rate(&mut self, learning_rate: f64);
+    /// The embedding dimension D.
+    fn embed_dim(&self) -> usize;
+    /// One line for a status bar or a progress line.
+    fn describe(&self) -> String;
+    /// Every key, as written into a run folder's `config.toml`.
+    fn to_toml(&self) -> Result<String, ConfigError>;
+    /// Checks every key.
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+impl Workload {
+    pub fn settings(&self) -> &dyn RunSettings {
+        match self {
+            Self::Sandbox(config) => config,
+            Self::Images(config) => config,
+        }
+    }
+
+    pub fn settings_mut(&mut self) -> &mut dyn RunSettings {
+        match self {
+            Self::Sandbox(config) => config,
+            Self::Images(config) => config,
+        }
+    }
+}
+
+macro_rules! run_settings {
+    ($config:ty, $describe:expr) => {
+        impl RunSettings for $config {
+            fn seed(&self) -> u64 {
+                self.seed
+            }
+            fn dynamics(&self) -> Dynamics {
+                self.dynamics
+            }
+            fn set_dynamics(&mut self, dynamics: Dynamics) {
+                self.dynamics = dynamics;
+            }
+            fn learning_rate(&self) -> f64 {
+                self.learning_rate
+            }
+            fn set_learning_rate(&mut self, learning_rate: f64) {
+                self.learning_rate = learning_rate;
+            }
+            fn embed_dim(&self) -> usize {
+                self.model.embed_dim
+            }
+            fn describe(&self) -> String {
+                let describe: fn(&Self) -> String = $describe;
+                describe(self)
+            }
+            fn to_toml(&self) -> Result<String, ConfigError> {
+                to_toml(self)
+            }
+            fn validate(&self) -> Result<(), ConfigError> {
+                <$config>::validate(self)
+            }
+        }
+    };
+}
+
+run_settings!(SimConfig, |config| format!(
+    "sandbox {:?}, MLP, N {}, M {}, D {}",
+    config.data.kind, config.batch_size, config.views.count, config.model.embed_dim
+));
+run_settings!(TrainConfig, |config| format!(
+    "{}, {:?}, N {}, M {}, D {}",
+    config.data.describe(),
+    config.model.encoder,
+    config.batch_size,
+    config.views,
+    config.model.embed_dim
+));
+
+/// The datasets the app offers, the built-in ones first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DataChoice {
+    /// Procedural coloured shapes, 32x32 RGB, 10 classes.
+    #[default]
+    Shapes,
+    /// UCI handwritten digits, 8x8, embedded.
+    Digits,
+    /// Debian's dataset-fashion-mnist, when installed.
+    FashionMnist,
+    /// Sandbox: 8 Gaussian blobs on a circle (plus style noise).
+    SandboxGaussians,
+    /// Sandbox: concentric rings.
+    SandboxRings,
+}
+
+impl DataChoice {
+    pub const ALL: [Self; 5] = [
+        Self::Shapes,
+        Self::Digits,
+        Self::FashionMnist,
+        Self::SandboxGaussians,
+        Self::SandboxRings,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Shapes => "Shapes (built-in images)",
+            Self::Digits => "Digits (built-in 8x8)",
+            Self::FashionMnist => "Fashion-MNIST",
+            Self::SandboxGaussians => "Sandbox: Gaussian blobs",
+            Self::SandboxRings => "Sandbox: rings",
+        }
+    }
+
+    pub fn is_sandbox(self) -> bool {
+        matches!(self, Self::SandboxGaussians | Self::SandboxRings)
+    }
+}
+
+/// Encoders for image data (the sandbox always uses its MLP).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ModelChoice {
+    #[default]
+    Cnn,
+    Mlp,
+    Resnet18,
+}
+
+impl ModelChoice {
+    pub const ALL: [Self; 3] = [Self::Cnn, Self::Mlp, Self::Resnet18];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Cnn => "Small CNN",
+            Self::Mlp => "MLP",
+            Self::Resnet18 => "ResNet-18 (GPU)",
+        }
+    }
+
+    pub fn encoder(self) -> EncoderKind {
+        match self {
+            Self::Cnn => EncoderKind::Cnn,
+            Self::Mlp => EncoderKind::Mlp,
+            Self::Resnet18 => EncoderKind::Resnet18,
+        }
+    }
+}
+
+/// What the app's "Data and model" controls choose; changing any of it starts a fresh run.
+/// The controls send these choices; [`WorkloadSettings::workload`] turns them into a config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkloadSettings {
+    pub data: DataChoice,
+    pub model: ModelChoice,
+    /// M, views per image.
+    pub views: usize,
+    /// N, images per batch.
+    pub batch_size: usize,
+    pub seed: u64,
+}
+
+impl Default for WorkloadSettings {
+    /// Shapes, small CNN, the msbreg preset's 4 views, 64 images per batch: a few steps a
+    /// second on a laptop CPU, so the cloud moves from the first seconds.
+    fn default() -> Self {
+        Self {
+            data: DataChoice::Shapes,
+            model: ModelChoice::Cnn,
+            views: Preset::Msbreg.views(),
+            batch_size: 64,
+            seed: 0,
+        }
+    }
+}
+
+impl WorkloadSettings {
+    /// The sandbox defaults: 256 points per batch.
+    pub fn sandbox(kind: SandboxKind) -> Self {
+        Self {
+            data: match kind {
+                SandboxKind::Gaussians => DataChoice::SandboxGaussians,
+                SandboxKind::Rings => DataChoice::SandboxRings,
+            },
+            batch_size: 256,
+            ..Self::default()
+        }
+    }
+
+    /// The workload these settings describe, with the msbreg preset's forces.
+    pub fn workload(&self) -> Workload {
+        if self.data.is_sandbox() {
+            let mut config = SimConfig {
+                seed: self.seed,
+                batch_size: self.batch_size,
+                ..Preset::Msbreg.config()
+            };
+            config.views.count = self.views;
+            config.data.kind = if self.data == DataChoice::SandboxRings {
+                SandboxKind::Rings
+            } else {
+                SandboxKind::Gaussians
+            };
+            if config.data.kind == SandboxKind::Rings {
+                config.data.content_dim = 2;
+                config.data.classes = config.data.classes.min(4);
+            }
+            Workload::Sandbox(config)
+        } else {
+            let mut config = TrainConfig::from_preset(Preset::Msbreg);
+            config.seed = self.seed;
+            config.data = DataSource {
+                kind: match self.data {
+                    DataChoice::Digits => SourceKind::Digits,
+                    DataChoice::FashionMnist => SourceKind::FashionMnist,
+                    _ => SourceKind::Shapes,
+                },
+                ..DataSource::default()
+            };
+            config.model.encoder = self.model.encoder();
+            config.views = self.views;
+            config.batch_size = self.batch_size;
+            // An open-ended run: the schedule spans many epochs, the warm-up is short.
+            config.epochs = 1000;
+            config.warmup_epochs = 0.05;
+            config.eval.bank_size = 1000;
+            config.eval.query_size = DISPLAY_POINTS;
+            Workload::Images(config)
+        }
+    }
+}
+

@@ -1,0 +1,238 @@
+//! The run folder: `config.toml`, `metrics.jsonl`, `checkpoints/`, and one writer for each.
+//!
+//! Readers never write: [`RunFolder::open`] and [`RunFolder::reopen`] (what `eval` and `export`
+//! use) only read. Writers write beside and rename ([`write_atomic`]), so a crash leaves the
+//! old file or the new one, never half of one; `metrics.jsonl` is appended line by line and
+//! flushed, so a run stopped at any point keeps every line it logged.
+
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+
+use super::checkpoint::{list_checkpoints, write_checkpoint};
+use super::metrics::MetricsRecord;
+use super::{Run, SessionError, open, read_err, write_err};
+use crate::config::{ConfigError, RunSettings, SimConfig, TrainConfig, Workload};
+
+/// Writes `bytes` to `path` through a temporary file beside it and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SessionError> {
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        write_err(path, e)
+    })
+}
+
+/// A run folder on disk.
+#[derive(Clone, Debug)]
+pub struct RunFolder {
+    path: PathBuf,
+}
+
+impl RunFolder {
+    /// Makes `out` ready for a new run, creating it.
+    ///
+    /// # Errors
+    /// If it is a file, its parent folder is missing, or it already holds a run and
+    /// `overwrite` is false (with `overwrite`, the old metrics and checkpoints are removed).
+    pub fn create(out: &Path, overwrite: bool) -> Result<Self, SessionError> {
+        let err = |reason: String| SessionError::Setup {
+            what: format!("output folder {}", out.display()),
+            reason,
+        };
+        if out.is_file() {
+            return Err(err("is a file; choose a folder".to_owned()));
+        }
+        if out.join("metrics.jsonl").exists() && !overwrite {
+            return Err(err(
+                "already holds a run (metrics.jsonl); choose another --out or pass --overwrite"
+                    .to_owned(),
+            ));
+        }
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            return Err(err(format!(
+                "its parent folder {} does not exist; create it first or choose another --out",
+                parent.display()
+            )));
+        }
+        std::fs::create_dir_all(out).map_err(|e| write_err(out, e))?;
+        if overwrite {
+            for stale in ["metrics.jsonl", "checkpoints", "embeddings.tsv", "labels.tsv"] {
+                let path = out.join(stale);
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else if path.exists() {
+                    std::fs::remove_file(&path)
+                } else {
+                    Ok(())
+                };
+                removed.map_err(|e| write_err(&path, e))?;
+            }
+        }
+        Ok(Self {
+            path: out.to_owned(),
+        })
+    }
+
+    /// An existing run folder (one with a `config.toml`); nothing is written.
+    pub fn open(dir: &Path) -> Result<Self, SessionError> {
+        let config = dir.join("config.toml");
+        if !config.is_file() {
+            return Err(read_err(
+                dir,
+                "not a run folder (no config.toml); pass the folder `train` or `simulate` wrote",
+            ));
+        }
+        Ok(Self {
+            path: dir.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn metrics_path(&self) -> PathBuf {
+        self.path.join("metrics.jsonl")
+    }
+
+    /// Whether `metrics.jsonl` holds at least one line.
+    pub fn has_metrics(&self) -> bool {
+        std::fs::metadata(self.metrics_path()).is_ok_and(|m| m.len() > 0)
+    }
+
+    /// The run's config, as `config.toml` holds it (a sandbox config has `steps`, an image
+    /// run's `epochs`).
+    pub fn read_workload(&self) -> Result<Workload, SessionError> {
+        let path = self.path.join("config.toml");
+        let text = std::fs::read_to_string(&path).map_err(|e| read_err(&path, e))?;
+        let parse_err = |err: toml::de::Error| ConfigError::Parse {
+            path: path.clone(),
+            message: err.to_string(),
+        };
+        let table: toml::Table = toml::from_str(&text).map_err(parse_err)?;
+        let workload = if table.contains_key("steps") {
+            Workload::Sandbox(toml::from_str::<SimConfig>(&text).map_err(parse_err)?)
+        } else {
+            Workload::Images(toml::from_str::<TrainConfig>(&text).map_err(parse_err)?)
+        };
+        workload.settings().validate()?;
+        Ok(workload)
+    }
+
+    /// Writes `config.toml` (every key), atomically.
+    pub fn write_config(&self, settings: &dyn RunSettings) -> Result<(), SessionError> {
+        let text = settings.to_toml()?;
+        write_atomic(&self.path.join("config.toml"), text.as_bytes())
+    }
+
+    /// The writer that appends to `metrics.jsonl`.
+    pub fn metrics_writer(&self) -> Result<MetricsWriter, SessionError> {
+        MetricsWriter::append(&self.metrics_path())
+    }
+
+    /// Keeps the metrics lines up to `step` (dropping those a resumed run will log again),
+    /// rewriting `metrics.jsonl` atomically; returns the lines kept.
+    pub fn keep_metrics_through(&self, step: u64) -> Result<usize, SessionError> {
+        let path = self.metrics_path();
+        if !path.is_file() {
+            return Ok(0);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| read_err(&path, e))?;
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v["step"].as_u64())
+                    .is_some_and(|s| s <= step)
+            })
+            .collect();
+        let mut out = kept.join("\n");
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        write_atomic(&path, out.as_bytes())?;
+        Ok(kept.len())
+    }
+
+    /// The newest checkpoint: (step, folder).
+    pub fn newest_checkpoint(&self) -> Result<(u64, PathBuf), SessionError> {
+        list_checkpoints(&self.path)?.pop().ok_or_else(|| {
+            read_err(
+                &self.path,
+                "no checkpoint (checkpoints/step-*); train it first, or `--stop-after 0` for \
+                 the initial weights",
+            )
+        })
+    }
+
+    /// Writes a checkpoint of `run` at its current step, keeping the newest `keep`.
+    pub fn write_checkpoint(&self, run: &dyn Run, keep: usize) -> Result<PathBuf, SessionError> {
+        write_checkpoint(&self.path, run.steps_done(), keep, |dir| {
+            run.save_checkpoint(dir)
+        })
+    }
+
+    /// The run at its newest checkpoint, in memory. Reads only: the folder is not changed.
+    pub fn reopen(&self, device: &Device) -> Result<Box<dyn Run>, SessionError> {
+        let workload = self.read_workload()?;
+        let (_, dir) = self.newest_checkpoint()?;
+        let mut run = open(&workload, device)?;
+        run.load_checkpoint(&dir)?;
+        Ok(run)
+    }
+}
+
+/// Appends records to `metrics.jsonl`, flushing after each.
+pub struct MetricsWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    lines: usize,
+}
+
+impl MetricsWriter {
+    fn append(path: &Path) -> Result<Self, SessionError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| write_err(path, e))?;
+        Ok(Self {
+            path: path.to_owned(),
+            out: BufWriter::new(file),
+            lines: 0,
+        })
+    }
+
+    pub fn write(&mut self, record: &MetricsRecord) -> Result<(), SessionError> {
+        let line = serde_json::to_string(record).map_err(|e| write_err(&self.path, e))?;
+        writeln!(self.out, "{line}")
+            .and_then(|()| self.out.flush())
+            .map_err(|e| write_err(&self.path, e))?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Lines written by this writer.
+    pub fn lines(&self) -> usize {
+        self.lines
+    }
+}

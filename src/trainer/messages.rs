@@ -1,0 +1,112 @@
+//! What the UI and the trainer thread say to each other.
+//!
+//! In: [`Command`]s. Discrete actions (run, pause, step, reset) queue on a bounded channel;
+//! settings (forces, learning rate, a new run) go into latest-value slots (`super::slots`), so
+//! a burst of slider values collapses into the newest and the last one always arrives.
+//! Out: [`Snapshot`]s through a one-slot mailbox, newest wins (metrics merged).
+
+use std::sync::Arc;
+
+use crate::config::{Workload, WorkloadSettings};
+use crate::method::{Dynamics, StepReport};
+pub use crate::session::Preview;
+
+/// What the UI asks of the trainer. Everything is applied between two steps.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Train continuously.
+    Run,
+    /// Stop after the current step.
+    Pause,
+    /// Train exactly one step, then stay paused.
+    Step,
+    /// Start the current workload afresh from its seed, keeping the current forces and
+    /// learning rate.
+    Reset,
+    /// Replace the forces, weights, predictor and EMA switches and `tau`; acts on the next
+    /// step, no reset. A setting: only the newest one pending is applied.
+    SetDynamics(Dynamics),
+    /// Replace the (peak) learning rate; acts on the next step, no reset. A setting.
+    SetLearningRate(f64),
+    /// Start a fresh run of what the app's controls chose (dataset, model, views, batch,
+    /// seed), keeping the forces in force; the trainer makes the config. A setting.
+    Choose(WorkloadSettings),
+    /// Start a fresh run of a full config. A setting.
+    NewRun(Box<Workload>),
+}
+
+/// Facts about the run on screen that do not change while it trains.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    /// Counts up from 1 with every fresh run (reset, new workload).
+    pub run_id: u64,
+    pub workload: Workload,
+    /// Backend and adapter, e.g. "flex (CPU), CPU, 2 threads".
+    pub backend: String,
+    pub class_names: Vec<String>,
+    /// The label of every displayed point.
+    pub labels: Vec<u32>,
+    pub preview: Preview,
+    /// Embedding dimension D.
+    pub embed_dim: usize,
+}
+
+/// The displayed points, projected to 3-D by the aligned PCA basis (see `projection`).
+#[derive(Clone, Debug, Default)]
+pub struct Frame {
+    pub step: u64,
+    /// One per displayed point: the projected unit embedding (inside the unit ball).
+    pub points: Vec<[f32; 3]>,
+    /// The same on the unit sphere (normalised top-3 PCA).
+    pub sphere: Vec<[f32; 3]>,
+    /// Two fixed augmented views of every displayed point, projected the same way.
+    pub views: Vec<[[f32; 3]; 2]>,
+    pub views_sphere: Vec<[[f32; 3]; 2]>,
+}
+
+/// The diagnostics of the displayed embeddings (cheap: no kNN bank).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DisplayDiagnostics {
+    pub effective_rank: f64,
+    pub collapse_level: f64,
+    pub uniformity: f64,
+    pub alignment: f64,
+}
+
+/// One step's numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MetricsPoint {
+    pub step: u64,
+    /// The losses of the step that brought the run here (`None` for the display of a fresh
+    /// run, before any step).
+    pub losses: Option<StepReport>,
+    pub diagnostics: Option<DisplayDiagnostics>,
+    /// Weighted kNN accuracy on held-out labelled data, when it was measured at this step.
+    pub knn_acc: Option<f64>,
+}
+
+/// What the trainer sends after steps and commands. Newest wins; see the module docs.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub info: Arc<RunInfo>,
+    /// Steps done.
+    pub step: u64,
+    pub running: bool,
+    /// The forces and learning rate the trainer is using now (what the controls show).
+    pub dynamics: Dynamics,
+    pub learning_rate: f64,
+    /// The number of the newest setting the trainer has applied (or rejected), counted by
+    /// [`super::Trainer`] as settings are sent: when it equals the count sent, the values
+    /// above are the answer to the user's last change.
+    pub settings_seq: u64,
+    /// The latest projected frame (`None` before the first display of a run).
+    pub frame: Option<Arc<Frame>>,
+    /// Metrics of the steps since the last snapshot the UI received, oldest first.
+    pub metrics: Vec<MetricsPoint>,
+    /// Singular values of the displayed embeddings now, and at step 0, largest first.
+    pub spectrum: Vec<f64>,
+    pub spectrum_initial: Vec<f64>,
+    pub images_per_sec: f64,
+    /// The last error (NaN loss, a dataset that did not load); the run on screen is kept.
+    pub error: Option<String>,
+}

@@ -1,0 +1,440 @@
+//! The trainer thread's loop: apply settings and commands between steps, step the run while
+//! running, refresh the display (embed, diagnostics, project) at most every 150 ms and kNN at
+//! most every 3 s, post snapshots.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, TryRecvError, select};
+
+use super::messages::{Command, DisplayDiagnostics, Frame, MetricsPoint, RunInfo, Snapshot};
+use super::{Mailbox, RunRequest, Shared, Steering};
+use crate::backend::Backend;
+use crate::config::{Workload, validate_dynamics};
+use crate::diagnostics;
+use crate::projection::{Projector, on_sphere};
+use crate::session::{self, Run, SessionError};
+
+/// The display is refreshed at most this often while running.
+const DISPLAY_INTERVAL: Duration = Duration::from_millis(150);
+/// kNN accuracy (which embeds a labelled bank) is measured at most this often.
+const KNN_INTERVAL: Duration = Duration::from_secs(3);
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// Runs `body`, turning a panic into `Err` with its message.
+pub(crate) fn guarded(body: impl FnOnce()) -> Result<(), String> {
+    catch_unwind(AssertUnwindSafe(body)).map_err(|payload| panic_message(payload.as_ref()))
+}
+
+/// The thread's body: serves until the UI disconnects or stops it. A panic is caught and
+/// reported through [`super::Trainer::failure`] rather than lost.
+pub(crate) fn serve_guarded(
+    backend: Backend,
+    mailbox: Mailbox,
+    repaint: Box<dyn Fn() + Send>,
+    running: bool,
+    workload: Workload,
+    commands: &Receiver<Command>,
+    shared: &Shared,
+) {
+    let outcome = guarded(|| {
+        let mut state = TrainerState::new(backend, mailbox, &*repaint, running, shared);
+        state.start(workload);
+        state.serve(commands);
+    });
+    if let Err(message) = outcome {
+        shared
+            .failure
+            .put(format!("the trainer thread stopped: {message}"));
+        repaint();
+    }
+}
+
+struct TrainerState<'a> {
+    backend: Backend,
+    mailbox: Mailbox,
+    repaint: &'a dyn Fn(),
+    shared: &'a Shared,
+    running: bool,
+    run: Option<Box<dyn Run>>,
+    info: Option<Arc<RunInfo>>,
+    next_run_id: u64,
+    /// The number of the newest setting applied (or rejected).
+    settings_seq: u64,
+    projector: Projector,
+    frame: Option<Arc<Frame>>,
+    pending: Vec<MetricsPoint>,
+    spectrum: Vec<f64>,
+    spectrum_initial: Vec<f64>,
+    images_per_sec: f64,
+    error: Option<String>,
+    last_display: Option<Instant>,
+    last_knn: Option<Instant>,
+}
+
+impl<'a> TrainerState<'a> {
+    fn new(
+        backend: Backend,
+        mailbox: Mailbox,
+        repaint: &'a dyn Fn(),
+        running: bool,
+        shared: &'a Shared,
+    ) -> Self {
+        Self {
+            backend,
+            mailbox,
+            repaint,
+            shared,
+            running,
+            run: None,
+            info: None,
+            next_run_id: 1,
+            settings_seq: 0,
+            projector: Projector::default(),
+            frame: None,
+            pending: Vec::new(),
+            spectrum: Vec::new(),
+            spectrum_initial: Vec::new(),
+            images_per_sec: 0.0,
+            error: None,
+            last_display: None,
+            last_knn: None,
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::Acquire)
+    }
+
+    /// Opens a fresh run of `workload`; on failure the run on screen stays and the error is
+    /// reported.
+    fn start(&mut self, workload: Workload) {
+        match session::open(&workload, &self.backend.device) {
+            Ok(run) => {
+                let display = run.display().clone();
+                let info = RunInfo {
+                    run_id: self.next_run_id,
+                    workload,
+                    backend: format!("{}, {}", self.backend.kind.name(), self.backend.adapter),
+                    class_names: display.class_names,
+                    labels: display.labels,
+                    preview: display.preview,
+                    embed_dim: run.settings().embed_dim(),
+                };
+                self.next_run_id += 1;
+                self.info = Some(Arc::new(info));
+                self.run = Some(run);
+                self.projector.reset();
+                self.frame = None;
+                self.pending.clear();
+                self.spectrum.clear();
+                self.spectrum_initial.clear();
+                self.images_per_sec = 0.0;
+                self.error = None;
+                self.last_knn = None;
+                self.refresh_display(true);
+            }
+            Err(err) => {
+                self.running = false;
+                let message = format!(
+                    "could not start {}: {err}",
+                    workload.settings().describe()
+                );
+                if self.run.is_none() {
+                    self.shared.failure.put(message.clone());
+                }
+                self.error = Some(message);
+            }
+        }
+        self.post();
+    }
+
+    /// Applies settings and commands; trains while running. Returns when the UI disconnects
+    /// or stops the thread.
+    fn serve(&mut self, commands: &Receiver<Command>) {
+        let mut received: Option<Command> = None;
+        loop {
+            if self.stopped() {
+                return;
+            }
+            // Settings first: a slider moved before a click on Step acts on that step.
+            self.apply_settings();
+            for command in received.take().into_iter() {
+                self.apply(command);
+            }
+            loop {
+                match commands.try_recv() {
+                    Ok(command) => self.apply(command),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
+            if self.stopped() {
+                return;
+            }
+            if self.running && self.run.is_some() {
+                self.train_step(false);
+                continue;
+            }
+            select! {
+                recv(commands) -> command => match command {
+                    Ok(command) => received = Some(command),
+                    Err(_) => return,
+                },
+                recv(self.shared.bell.receiver()) -> _ => {}
+            }
+        }
+    }
+
+    /// Takes the latest-value slots: a fresh run, then forces and learning rate.
+    fn apply_settings(&mut self) {
+        if let Some((request, seq)) = self.shared.new_run.take() {
+            let workload = match request {
+                RunRequest::Workload(workload) => *workload,
+                RunRequest::Choose(settings) => {
+                    // A new run keeps the forces in force; its learning rate is its own (the
+                    // sandbox and image runs want different ones).
+                    let mut workload = settings.workload();
+                    if let Some(run) = &self.run {
+                        workload
+                            .settings_mut()
+                            .set_dynamics(run.settings().dynamics());
+                    }
+                    workload
+                }
+            };
+            self.settings_seq = self.settings_seq.max(seq);
+            self.start(workload);
+        }
+        if let Some(steering) = self.shared.steering.take() {
+            self.steer(steering);
+        }
+    }
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::Run => {
+                self.running = true;
+                self.error = None;
+                self.post();
+            }
+            Command::Pause => {
+                self.running = false;
+                self.refresh_display(true);
+                self.post();
+            }
+            Command::Step => {
+                self.running = false;
+                self.train_step(true);
+            }
+            Command::Reset => {
+                if let Some(run) = &self.run {
+                    let workload = run.workload();
+                    self.start(workload);
+                }
+            }
+            // Settings arrive through the slots; these are here for completeness (a caller
+            // holding the state directly).
+            Command::SetDynamics(dynamics) => self.steer(Steering {
+                dynamics: Some(dynamics),
+                learning_rate: None,
+                seq: self.settings_seq,
+            }),
+            Command::SetLearningRate(learning_rate) => self.steer(Steering {
+                dynamics: None,
+                learning_rate: Some(learning_rate),
+                seq: self.settings_seq,
+            }),
+            Command::Choose(settings) => {
+                self.shared.new_run.put((RunRequest::Choose(settings), self.settings_seq));
+                self.apply_settings();
+            }
+            Command::NewRun(workload) => self.start(*workload),
+        }
+    }
+
+    /// Applies a change of forces and/or learning rate, after checking it; a rejected value
+    /// leaves the one in force (which the snapshot reports, so the controls show it).
+    fn steer(&mut self, steering: Steering) {
+        self.settings_seq = self.settings_seq.max(steering.seq);
+        if let Some(run) = &mut self.run {
+            if let Some(dynamics) = steering.dynamics {
+                match validate_dynamics(&dynamics) {
+                    Ok(()) => run.settings_mut().set_dynamics(dynamics),
+                    Err(err) => self.error = Some(format!("{err}; keeping the old forces")),
+                }
+            }
+            if let Some(learning_rate) = steering.learning_rate {
+                if learning_rate.is_finite() && learning_rate > 0.0 {
+                    run.settings_mut().set_learning_rate(learning_rate);
+                } else {
+                    self.error = Some(format!(
+                        "learning rate {learning_rate} is not a positive number; keeping the \
+                         old one"
+                    ));
+                }
+            }
+        }
+        self.post();
+    }
+
+    fn train_step(&mut self, single: bool) {
+        let Some(run) = &mut self.run else {
+            self.running = false;
+            return;
+        };
+        let start = Instant::now();
+        match run.step() {
+            Ok(losses) => {
+                let secs = start.elapsed().as_secs_f64().max(1e-9);
+                let rate = run.images_per_step() as f64 / secs;
+                self.images_per_sec = if self.images_per_sec > 0.0 {
+                    0.8 * self.images_per_sec + 0.2 * rate
+                } else {
+                    rate
+                };
+                self.pending.push(MetricsPoint {
+                    step: run.steps_done(),
+                    losses: Some(losses),
+                    diagnostics: None,
+                    knn_acc: None,
+                });
+            }
+            Err(SessionError::Finished { total }) => {
+                self.running = false;
+                self.error = Some(format!(
+                    "the run has done all its {total} steps; press Reset or pick another dataset"
+                ));
+            }
+            Err(err) => {
+                self.running = false;
+                self.error = Some(format!("step {}: {err}", run.steps_done() + 1));
+            }
+        }
+        let due = self
+            .last_display
+            .is_none_or(|at| at.elapsed() >= DISPLAY_INTERVAL);
+        if single || due || !self.running {
+            self.refresh_display(single || !self.running);
+            self.post();
+        }
+    }
+
+    /// Embeds and projects the displayed points, computes the cheap diagnostics (and kNN when
+    /// due or `force`d), attached to the newest metrics point. The covariance of the displayed
+    /// embeddings is decomposed once, for the spectrum and the projection basis alike.
+    fn refresh_display(&mut self, force: bool) {
+        let Some(run) = &self.run else {
+            return;
+        };
+        let step = run.steps_done();
+        let [points, view_a, view_b] = match run.display_embeddings() {
+            Ok(rows) => rows,
+            Err(err) => {
+                self.error = Some(err.to_string());
+                return;
+            }
+        };
+        self.last_display = Some(Instant::now());
+        let d = self.info.as_ref().map_or(0, |info| info.embed_dim);
+        let (projected, spectrum) =
+            self.projector
+                .fit_project_spectrum(&points, d, &[&points, &view_a, &view_b]);
+        self.spectrum = spectrum;
+        let diagnostics = DisplayDiagnostics {
+            effective_rank: diagnostics::effective_rank(&self.spectrum),
+            collapse_level: diagnostics::collapse_level(&points, d),
+            uniformity: diagnostics::uniformity(&points, d),
+            alignment: diagnostics::alignment(&view_a, &view_b, d),
+        };
+        if step == 0 || self.spectrum_initial.is_empty() {
+            self.spectrum_initial.clone_from(&self.spectrum);
+        }
+        let knn_due = force || self.last_knn.is_none_or(|at| at.elapsed() >= KNN_INTERVAL);
+        let knn_acc = if knn_due {
+            self.last_knn = Some(Instant::now());
+            match run.knn_acc() {
+                Ok(acc) => acc,
+                Err(err) => {
+                    self.error = Some(err.to_string());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let [p, a, b] = [&projected[0], &projected[1], &projected[2]];
+        let views: Vec<[[f32; 3]; 2]> = a.iter().zip(b).map(|(&a, &b)| [a, b]).collect();
+        self.frame = Some(Arc::new(Frame {
+            step,
+            sphere: p.iter().copied().map(on_sphere).collect(),
+            views_sphere: views
+                .iter()
+                .map(|[a, b]| [on_sphere(*a), on_sphere(*b)])
+                .collect(),
+            points: p.clone(),
+            views,
+        }));
+        match self.pending.last_mut() {
+            Some(point) if point.step == step => {
+                point.diagnostics = Some(diagnostics);
+                point.knn_acc = knn_acc;
+            }
+            _ => self.pending.push(MetricsPoint {
+                step,
+                losses: None,
+                diagnostics: Some(diagnostics),
+                knn_acc,
+            }),
+        }
+    }
+
+    fn post(&mut self) {
+        let (Some(info), Some(run)) = (&self.info, &self.run) else {
+            // No run has started: the failure slot says why.
+            (self.repaint)();
+            return;
+        };
+        let snapshot = Snapshot {
+            info: Arc::clone(info),
+            step: run.steps_done(),
+            running: self.running,
+            dynamics: run.settings().dynamics(),
+            learning_rate: run.settings().learning_rate(),
+            settings_seq: self.settings_seq,
+            frame: self.frame.clone(),
+            metrics: std::mem::take(&mut self.pending),
+            spectrum: self.spectrum.clone(),
+            spectrum_initial: self.spectrum_initial.clone(),
+            images_per_sec: self.images_per_sec,
+            error: self.error.clone(),
+        };
+        self.mailbox.post(snapshot);
+        (self.repaint)();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_is_caught_with_its_message() {
+        assert_eq!(guarded(|| {}), Ok(()));
+        let message = guarded(|| panic!("the loader fell over")).expect_err("caught");
+        assert_eq!(message, "the loader fell over");
+        let owned = guarded(|| std::panic::panic_any(String::from("owned"))).expect_err("caught");
+        assert_eq!(owned, "owned");
+    }
+}

@@ -1,0 +1,141 @@
+//! The headless commands as a user runs them: `eval` and `export` never change the run they
+//! read, a config that cannot be written is refused before anything is created, and the
+//! linear probe reports what it cannot do instead of an accuracy of 0.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use msbreg::headless::{HeadlessError, linear_probe};
+
+fn msbreg() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_msbreg"));
+    command.arg("--backend").arg("cpu");
+    command
+}
+
+fn run_ok(command: &mut Command) -> String {
+    let out = command.output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every file under `dir` with its bytes.
+fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).expect("lists") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("reads");
+                out.insert(path.strip_prefix(dir).expect("inside").to_owned(), bytes);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn eval_and_export_leave_the_run_folder_as_it_was() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = dir.path().join("run");
+    run_ok(msbreg().args([
+        "train",
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "6",
+        "--batch-size",
+        "128",
+        "--views",
+        "2",
+        "--set",
+        "checkpoint.every_steps=5",
+        "--set",
+        "log_every=1",
+        "--stop-after",
+        "5",
+        "--out",
+    ])
+    .arg(&run));
+    // A line logged after the last checkpoint, as a run killed between two checkpoints
+    // leaves: a reader must not drop it.
+    let metrics = run.join("metrics.jsonl");
+    let mut text = std::fs::read_to_string(&metrics).expect("metrics");
+    text.push_str(&text.lines().last().expect("a line").replace("\"step\":5", "\"step\":6"));
+    text.push('\n');
+    std::fs::write(&metrics, text).expect("writes");
+    let before = contents(&run);
+
+    let out = run_ok(
+        msbreg()
+            .args(["eval", "--probe-epochs", "2", "--max-train", "500", "--run"])
+            .arg(&run),
+    );
+    assert!(out.contains("linear probe"), "{out}");
+    let exported = dir.path().join("exported");
+    run_ok(
+        msbreg()
+            .args(["export", "--limit", "20", "--run"])
+            .arg(&run)
+            .arg("--out")
+            .arg(&exported),
+    );
+    assert_eq!(
+        std::fs::read_to_string(exported.join("vectors.tsv"))
+            .expect("vectors")
+            .lines()
+            .count(),
+        20
+    );
+    let after = contents(&run);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "no file appeared or vanished"
+    );
+    for (path, bytes) in &before {
+        assert!(after[path] == *bytes, "{} changed", path.display());
+    }
+}
+
+#[test]
+fn a_config_that_cannot_be_written_is_refused_before_anything_is_created() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = dir.path().join("run");
+    let out = msbreg()
+        .args(["train", "--data", "digits", "--seed", &u64::MAX.to_string(), "--out"])
+        .arg(&run)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TOML"), "{stderr}");
+    assert!(!run.exists(), "nothing was created");
+}
+
+#[test]
+fn the_linear_probe_reports_what_it_cannot_do() {
+    let err = linear_probe(&[], &[], &[], &[], 4, 2, 1, 0).expect_err("no data");
+    assert!(matches!(err, HeadlessError::Evaluate { .. }), "{err}");
+    let train = [0.0, 1.0, 1.0, 0.0];
+    let err = linear_probe(&train, &[0, 1], &[0.5], &[0], 2, 2, 1, 0).expect_err("misshapen");
+    assert!(err.to_string().contains("disagree"), "{err}");
+    // And on separable data it learns.
+    let train: Vec<f32> = (0..64)
+        .flat_map(|i| if i % 2 == 0 { [1.0, 0.1] } else { [-1.0, -0.1] })
+        .collect();
+    let labels: Vec<u32> = (0..64).map(|i| i % 2).collect();
+    let accuracy =
+        linear_probe(&train, &labels, &train, &labels, 2, 2, 20, 0).expect("separable");
+    assert!(accuracy > 0.95, "{accuracy}");
+}
