@@ -275,3 +275,41 @@ fn every_view_mode_renders_the_particles_through_wgpu() {
         }
     }
 }
+
+#[test]
+fn the_controls_show_what_the_trainer_uses() {
+    let mut harness = sandbox_app(false);
+    harness.run_steps(2);
+    assert!(harness.state_mut().poll_until(WAIT, |s| s.frame.is_some()));
+    let in_force = harness.state().latest().expect("snapshot").dynamics;
+
+    // A value the trainer refuses (typed into a weight's box, say): the control springs back
+    // to the weight in force once the trainer has answered.
+    let mut refused = in_force;
+    refused.centroid.weight = -1.0;
+    let app = harness.state_mut();
+    app.dynamics = refused;
+    app.send(Command::SetDynamics(refused));
+    assert!(
+        app.poll_until(WAIT, |s| s.error.is_some()),
+        "the refusal is reported"
+    );
+    assert_eq!(app.dynamics, in_force, "the control shows the weight in force");
+
+    // A new dataset: the run's own learning rate appears in the control.
+    harness.state_mut().learning_rate = 0.05;
+    let settings = WorkloadSettings {
+        data: msbreg::config::DataChoice::SandboxRings,
+        ..harness.state().settings
+    };
+    let app = harness.state_mut();
+    app.send(Command::Choose(settings));
+    let first = app.latest().expect("snapshot").info.run_id;
+    assert!(app.poll_until(WAIT, |s| s.info.run_id != first), "a new run");
+    let expected = settings.workload();
+    let Workload::Sandbox(expected) = expected else {
+        panic!("a sandbox workload");
+    };
+    assert_eq!(app.learning_rate, expected.learning_rate);
+    assert_eq!(app.dynamics, in_force, "the forces carry over to the new run");
+}

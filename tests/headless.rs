@@ -1,12 +1,14 @@
 //! The headless commands as a user runs them: `eval` and `export` never change the run they
-//! read, a config that cannot be written is refused before anything is created, and the
+//! read, a config that cannot be written is an error (not an empty file), and the
 //! linear probe reports what it cannot do instead of an accuracy of 0.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use msbreg::config::TrainConfig;
 use msbreg::headless::{HeadlessError, linear_probe};
+use msbreg::session::RunFolder;
 
 fn msbreg() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_msbreg"));
@@ -109,18 +111,24 @@ fn eval_and_export_leave_the_run_folder_as_it_was() {
 }
 
 #[test]
-fn a_config_that_cannot_be_written_is_refused_before_anything_is_created() {
+fn a_config_that_cannot_be_written_is_an_error_not_an_empty_file() {
+    use std::os::unix::ffi::OsStringExt as _;
+    // A data path that is not UTF-8 cannot be written as TOML.
+    let mut config = TrainConfig::default();
+    config.data.path = Some(PathBuf::from(std::ffi::OsString::from_vec(vec![
+        b'/', 0xff, 0xfe, b'x',
+    ])));
+    let err = config.to_toml().expect_err("not UTF-8");
+    assert!(err.to_string().contains("TOML"), "{err}");
     let dir = tempfile::tempdir().expect("temp dir");
-    let run = dir.path().join("run");
-    let out = msbreg()
-        .args(["train", "--data", "digits", "--seed", &u64::MAX.to_string(), "--out"])
-        .arg(&run)
-        .output()
-        .expect("runs");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("TOML"), "{stderr}");
-    assert!(!run.exists(), "nothing was created");
+    let folder = RunFolder::create(&dir.path().join("run"), false).expect("folder");
+    folder
+        .write_config(&config)
+        .expect_err("refused, not written empty");
+    assert!(
+        !folder.path().join("config.toml").exists(),
+        "no empty config.toml left behind"
+    );
 }
 
 #[test]
@@ -136,6 +144,6 @@ fn the_linear_probe_reports_what_it_cannot_do() {
         .collect();
     let labels: Vec<u32> = (0..64).map(|i| i % 2).collect();
     let accuracy =
-        linear_probe(&train, &labels, &train, &labels, 2, 2, 20, 0).expect("separable");
+        linear_probe(&train, &labels, &train, &labels, 2, 2, 300, 0).expect("separable");
     assert!(accuracy > 0.95, "{accuracy}");
 }

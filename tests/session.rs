@@ -10,7 +10,7 @@ use msbreg::method::forces::{brownian_directions, tensor_2d};
 use msbreg::method::{Dynamics, Learner, OptimizerConfig, OptimizerKind, StepError};
 use msbreg::model::{SandboxNetConfig, seeded_init};
 use msbreg::seed::{Stream, rng};
-use msbreg::session::{MetricsRecord, RunFolder, SandboxRun, read_metrics};
+use msbreg::session::{MetricsRecord, Run as _, RunFolder, SandboxRun, read_metrics};
 
 fn short_config() -> SimConfig {
     let mut config = Preset::Msbreg.config();
@@ -152,5 +152,25 @@ fn the_nan_rollback_restores_the_optimiser_state_too() {
         a2.to_bits(),
         b2.to_bits(),
         "the optimiser's moments are back too: the bad step's gradient left no trace"
+    );
+}
+
+#[test]
+fn knn_embeds_the_bank_and_the_queries_once_each() {
+    let config = short_config();
+    let run = SandboxRun::new(config.clone(), &Device::flex());
+    let before = run.rows_embedded();
+    run.knn_acc().expect("measures").expect("labelled");
+    assert_eq!(
+        run.rows_embedded() - before,
+        (config.data.train_size + config.data.eval_size) as u64,
+        "kNN alone embeds the bank and the queries, nothing else"
+    );
+    let before = run.rows_embedded();
+    run.display_embeddings().expect("embeds");
+    assert_eq!(
+        run.rows_embedded() - before,
+        3 * config.data.eval_size as u64,
+        "the display: the points and two views of each"
     );
 }

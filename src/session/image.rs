@@ -9,6 +9,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -53,6 +54,8 @@ pub struct ImageRun {
     loader: Option<Loader>,
     /// Seconds earlier loaders made the steps wait.
     past_wait_secs: f64,
+    /// Images embedded outside training (see [`Run::rows_embedded`]).
+    rows_embedded: AtomicU64,
 }
 
 /// Which labelled images evaluation uses: the test split as queries and the labelled training
@@ -161,6 +164,7 @@ impl ImageRun {
             total_steps,
             loader: None,
             past_wait_secs: 0.0,
+            rows_embedded: AtomicU64::new(0),
         })
     }
 
@@ -243,6 +247,8 @@ impl ImageRun {
         let side = self.plan.side;
         let channels = set.shape.channels;
         let view_len = channels * side * side;
+        self.rows_embedded
+            .fetch_add(set.len() as u64, Ordering::Relaxed);
         let mut out = Vec::new();
         for start in (0..set.len()).step_by(CHUNK) {
             let end = (start + CHUNK).min(set.len());
@@ -408,6 +414,10 @@ impl Run for ImageRun {
             checkpoint_every: self.config.checkpoint.every_steps as u64,
             keep: self.config.checkpoint.keep,
         }
+    }
+
+    fn rows_embedded(&self) -> u64 {
+        self.rows_embedded.load(Ordering::Relaxed)
     }
 
     fn knn(&self) -> KnnConfig {

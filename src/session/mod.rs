@@ -144,6 +144,9 @@ pub trait Run: Send {
     /// The schedules at step `step`.
     fn schedule(&self, step: u64) -> Schedule;
     fn cadence(&self) -> Cadence;
+    /// Rows (points, images, views) embedded outside training so far: what evaluation and the
+    /// display cost, counted so that their cost can be checked and profiled.
+    fn rows_embedded(&self) -> u64;
     /// How kNN accuracy is measured (k, temperature).
     fn knn(&self) -> KnnConfig;
     /// Seconds the steps waited for input (the loader thread) so far.

@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::module::Module;
 use burn::tensor::Device;
@@ -40,6 +41,8 @@ pub struct SandboxRun {
     batch_rng: ChaCha8Rng,
     brownian_rng: ChaCha8Rng,
     steps_done: u64,
+    /// Rows embedded outside training (see [`Run::rows_embedded`]).
+    rows_embedded: AtomicU64,
 }
 
 /// The embeddings and diagnostics of one evaluation.
@@ -87,6 +90,7 @@ impl SandboxRun {
             batch_rng: rng(seed, Stream::Batches),
             brownian_rng: rng(seed, Stream::Brownian),
             steps_done: 0,
+            rows_embedded: AtomicU64::new(0),
             config,
         }
     }
@@ -104,6 +108,7 @@ impl SandboxRun {
     fn embed(&self, online: &Online<SandboxNet>, points: &[f32]) -> Result<Vec<f32>, StepError> {
         let dim = self.train.dim;
         let rows = points.len() / dim;
+        self.rows_embedded.fetch_add(rows as u64, Ordering::Relaxed);
         let device = self.device.clone().without_autodiff();
         let input = tensor_2d(points.to_vec(), rows, dim, &device);
         let output = online.embed(input, self.config.dynamics.predictor);
@@ -220,6 +225,10 @@ impl Run for SandboxRun {
             checkpoint_every: 0,
             keep: 1,
         }
+    }
+
+    fn rows_embedded(&self) -> u64 {
+        self.rows_embedded.load(Ordering::Relaxed)
     }
 
     fn knn(&self) -> KnnConfig {
