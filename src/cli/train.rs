@@ -24,7 +24,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "NAME", default_value = "msbreg")]
     pub preset: String,
     /// The images: shapes, digits, fashion-mnist[:DIR], mnist:DIR, cifar10:DIR, cifar100:DIR,
-    /// stl10:DIR or folder:DIR.
+    /// stl10:DIR, folder:DIR, or a DIR whose format is detected from its files.
     #[arg(long, value_name = "SOURCE")]
     pub data: Option<String>,
     /// The encoder.
@@ -90,7 +90,10 @@ pub fn resolve_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     TrainConfig::from_preset_and_toml(preset, &text, &source)?;
     let mut lines = Vec::new();
     if let Some(spec) = &args.data {
-        let data = DataSource::parse(spec)?;
+        let (data, detected) = DataSource::parse_detected(spec)?;
+        if let Some(detected) = &detected {
+            eprintln!("--data {spec}: {}", detected.describe());
+        }
         lines.push(toml_line("data.kind", data.kind.name()));
         if let Some(path) = &data.path {
             lines.push(format!(

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::images::{DataError, ImageSet, ImageShape, Splits};
 
-fn is_image(path: &Path) -> bool {
+pub(super) fn is_image(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))

@@ -5,6 +5,7 @@
 pub mod augment;
 pub mod builtin;
 pub mod cifar;
+pub mod detect;
 pub mod folder;
 pub mod idx;
 pub mod images;

@@ -3,12 +3,14 @@
 //!
 //! On the command line a source is written `NAME` or `NAME:PATH`: `shapes`, `digits`,
 //! `fashion-mnist` (Debian's `dataset-fashion-mnist` when no path is given), `mnist:DIR`,
-//! `cifar10:DIR`, `cifar100:DIR`, `stl10:DIR`, `folder:DIR`.
+//! `cifar10:DIR`, `cifar100:DIR`, `stl10:DIR`, `folder:DIR`; or a bare `DIR`, whose format
+//! [`detect`] tells from the files in it.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::detect::{self, Detection};
 use super::images::{DataError, Splits};
 use super::{builtin, cifar, folder, idx};
 
@@ -72,6 +74,11 @@ impl SourceKind {
         }
     }
 
+    /// The kind written `name` on the command line.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
     /// Whether the images come from files the user points at.
     pub fn needs_path(self) -> bool {
         matches!(
@@ -109,26 +116,36 @@ impl Default for DataSource {
 }
 
 impl DataSource {
-    /// Parses `NAME` or `NAME:PATH`.
+    /// Parses `NAME`, `NAME:PATH` or a bare folder (see [`Self::parse_detected`]).
     pub fn parse(spec: &str) -> Result<Self, DataError> {
-        let (name, path) = match spec.split_once(':') {
-            Some((name, path)) => (name, Some(PathBuf::from(path))),
-            None => (spec, None),
-        };
-        let kind = SourceKind::ALL
-            .into_iter()
-            .find(|k| k.name() == name)
-            .ok_or_else(|| DataError::NotFound {
-                what: format!("the data source `{name}`"),
-                hint: format!(
-                    "the sources are {}; file-backed ones take a folder as NAME:DIR",
-                    SourceKind::ALL.map(SourceKind::name).join(", ")
-                ),
-            })?;
-        Ok(Self {
+        Self::parse_detected(spec).map(|(source, _)| source)
+    }
+
+    /// Parses `NAME`, `NAME:PATH`, or a bare folder whose format is then detected from its
+    /// files ([`detect`]); for a folder, also what was detected, to tell the user. A path
+    /// starting with `~/` is taken in `$HOME`.
+    pub fn parse_detected(spec: &str) -> Result<(Self, Option<Detection>), DataError> {
+        let source = |kind, path| Self {
             kind,
             path,
             ..Self::default()
+        };
+        let (name, path) = match spec.split_once(':') {
+            Some((name, path)) => (name, Some(path)),
+            None => (spec, None),
+        };
+        if let Some(kind) = SourceKind::from_name(name) {
+            return Ok((source(kind, path.map(expand_home)), None));
+        }
+        let folder = expand_home(spec);
+        // A name is a folder when it exists, or is written like a path (`./x`, `~/x`, `/x`).
+        if folder.exists() || name.contains('/') || name.starts_with(['.', '~']) {
+            let found = detect::detect(&folder)?;
+            return Ok((source(found.kind, Some(found.path.clone())), Some(found)));
+        }
+        Err(DataError::NotFound {
+            what: format!("the data source `{name}`"),
+            hint: format!("--data takes {}", detect::forms()),
         })
     }
 
@@ -179,5 +196,18 @@ impl DataSource {
             SourceKind::Stl10 => cifar::load_stl10(self.require_path()?),
             SourceKind::Folder => folder::load(self.require_path()?, self.image_side),
         }
+    }
+}
+
+/// `path` with a leading `~/` (or a lone `~`) replaced by `$HOME`; as written otherwise.
+fn expand_home(path: &str) -> PathBuf {
+    let rest = match path.strip_prefix('~') {
+        Some("") => "",
+        Some(rest) if rest.starts_with('/') => rest.trim_start_matches('/'),
+        _ => return PathBuf::from(path),
+    };
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(rest),
+        None => PathBuf::from(path),
     }
 }
