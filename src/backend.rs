@@ -5,8 +5,16 @@
 //! `auto` takes wgpu only for a hardware adapter (discrete, integrated or virtual GPU). A
 //! software Vulkan device such as lavapipe is much slower than `flex` for training (see
 //! ARCHITECTURE.md), so it is used only when asked for with `gpu`.
+//!
+//! The adapters are probed once per process, quietly: wgpu enables `VK_KHR_wayland_surface` on
+//! every Vulkan instance, so Mesa's device-selection layer asks Wayland for the default GPU,
+//! and libwayland prints "error: XDG_RUNTIME_DIR is invalid or not set in the environment." on
+//! each try where that variable is missing (a container, a CI job, `sudo`). wgpu has no option
+//! to leave the extension out, so the binary first sets the variable to
+//! [`fallback_runtime_dir`], the replacement folder the XDG Base Directory spec asks for.
 
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 
 use burn::tensor::wgpu::wgpu;
 use burn::tensor::{Device, DeviceKind};
@@ -110,8 +118,19 @@ impl AdapterSummary {
     }
 }
 
-/// Adapters of the native graphics APIs (Vulkan, Metal, DX12), in enumeration order.
+/// The adapters, probed once per process: the list does not change while it runs, and each
+/// probe creates a wgpu instance, which loads every Vulkan driver installed.
+static ADAPTERS: OnceLock<Vec<AdapterSummary>> = OnceLock::new();
+
+/// Adapters of the native graphics APIs (Vulkan, Metal, DX12), in enumeration order. The
+/// first call probes; later calls return the same list.
+///
+/// Call [`fallback_runtime_dir`] first, where the environment may lack `XDG_RUNTIME_DIR`.
 pub fn probe_adapters() -> Vec<AdapterSummary> {
+    ADAPTERS.get_or_init(probe_adapters_now).clone()
+}
+
+fn probe_adapters_now() -> Vec<AdapterSummary> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends: wgpu::Backends::PRIMARY,
         ..wgpu::InstanceDescriptor::new_without_display_handle()
@@ -141,6 +160,36 @@ pub fn probe_adapters() -> Vec<AdapterSummary> {
             }
         })
         .collect()
+}
+
+/// A private replacement for `XDG_RUNTIME_DIR` when the environment has none (or one that is not
+/// an absolute path): `msbreg-runtime-UID` in the temp folder, made with mode 0700 if it does
+/// not exist. `None` when the variable is fine, or when that folder is not a real folder owned
+/// by this user with mode 0700 (someone else made it: then it is not used).
+///
+/// This only finds the folder; the caller sets the variable, before any thread starts.
+#[cfg(target_os = "linux")]
+pub fn fallback_runtime_dir() -> Option<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+
+    let current = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    if current.is_some_and(|dir| dir.is_absolute()) {
+        return None;
+    }
+    // The owner of this process's /proc entry is its effective user.
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let dir = std::env::temp_dir().join(format!("msbreg-runtime-{uid}"));
+    // Fails when it exists (mkdir does not follow a symbolic link): checked below either way.
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    let private = meta.is_dir() && meta.uid() == uid && meta.permissions().mode() & 0o777 == 0o700;
+    private.then_some(dir)
+}
+
+/// Elsewhere libwayland is not in the probe.
+#[cfg(not(target_os = "linux"))]
+pub fn fallback_runtime_dir() -> Option<PathBuf> {
+    None
 }
 
 /// The wgpu device of this process, made once: burn's runtime for an adapter cannot be

@@ -295,14 +295,24 @@ fn open_app(choice: BackendChoice, args: &AppArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Makes burn's `Device::default()` the CPU when training will run on the CPU.
+/// Makes burn's `Device::default()` the CPU when training will run on the CPU, and the probe
+/// of the adapters quiet.
 ///
 /// A few burn paths create tensors on the default device rather than a given one (loading an
 /// optimiser record does, when a run resumes), and the default prefers wgpu: on a machine
 /// without a GPU that starts a software Vulkan device for nothing, or fails where there is no
 /// Vulkan driver at all. `BURN_DEVICE` is the switch burn reads.
+///
+/// Without `XDG_RUNTIME_DIR`, every wgpu instance would print libwayland's complaint about it
+/// (see `backend`); it points at a private folder for the rest of the process instead. The
+/// adapters probed here are kept, and `backend::select` reuses them.
 #[allow(unsafe_code)]
 fn pin_default_device(choice: BackendChoice) {
+    if let Some(dir) = backend::fallback_runtime_dir() {
+        // SAFETY: called first thing in `main`, before this program starts any thread, so no
+        // other thread can read the environment while it changes.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", dir) };
+    }
     let cpu = match choice {
         BackendChoice::Cpu => true,
         BackendChoice::Gpu => false,
