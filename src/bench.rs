@@ -14,8 +14,8 @@ use serde_json::json;
 
 use crate::backend::{self, Backend, BackendChoice};
 use crate::config::{Preset, SimConfig};
-use crate::seed::{Stream, rng};
 use crate::diagnostics::covariance;
+use crate::seed::{Stream, rng};
 use crate::session::{Run as _, SandboxRun};
 
 /// The sandbox workload of the benchmark: N = 4096, M = 2, D = 64.

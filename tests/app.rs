@@ -294,7 +294,10 @@ fn the_controls_show_what_the_trainer_uses() {
         app.poll_until(WAIT, |s| s.error.is_some()),
         "the refusal is reported"
     );
-    assert_eq!(app.dynamics, in_force, "the control shows the weight in force");
+    assert_eq!(
+        app.dynamics, in_force,
+        "the control shows the weight in force"
+    );
 
     // A new dataset: the run's own learning rate appears in the control.
     harness.state_mut().learning_rate = 0.05;
@@ -305,11 +308,17 @@ fn the_controls_show_what_the_trainer_uses() {
     let app = harness.state_mut();
     app.send(Command::Choose(settings));
     let first = app.latest().expect("snapshot").info.run_id;
-    assert!(app.poll_until(WAIT, |s| s.info.run_id != first), "a new run");
+    assert!(
+        app.poll_until(WAIT, |s| s.info.run_id != first),
+        "a new run"
+    );
     let expected = settings.workload();
     let Workload::Sandbox(expected) = expected else {
         panic!("a sandbox workload");
     };
     assert_eq!(app.learning_rate, expected.learning_rate);
-    assert_eq!(app.dynamics, in_force, "the forces carry over to the new run");
+    assert_eq!(
+        app.dynamics, in_force,
+        "the forces carry over to the new run"
+    );
 }

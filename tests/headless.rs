@@ -48,32 +48,41 @@ fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 fn eval_and_export_leave_the_run_folder_as_it_was() {
     let dir = tempfile::tempdir().expect("temp dir");
     let run = dir.path().join("run");
-    run_ok(msbreg().args([
-        "train",
-        "--data",
-        "digits",
-        "--epochs",
-        "1",
-        "--max-steps",
-        "6",
-        "--batch-size",
-        "128",
-        "--views",
-        "2",
-        "--set",
-        "checkpoint.every_steps=5",
-        "--set",
-        "log_every=1",
-        "--stop-after",
-        "5",
-        "--out",
-    ])
-    .arg(&run));
+    run_ok(
+        msbreg()
+            .args([
+                "train",
+                "--data",
+                "digits",
+                "--epochs",
+                "1",
+                "--max-steps",
+                "6",
+                "--batch-size",
+                "128",
+                "--views",
+                "2",
+                "--set",
+                "checkpoint.every_steps=5",
+                "--set",
+                "log_every=1",
+                "--stop-after",
+                "5",
+                "--out",
+            ])
+            .arg(&run),
+    );
     // A line logged after the last checkpoint, as a run killed between two checkpoints
     // leaves: a reader must not drop it.
     let metrics = run.join("metrics.jsonl");
     let mut text = std::fs::read_to_string(&metrics).expect("metrics");
-    text.push_str(&text.lines().last().expect("a line").replace("\"step\":5", "\"step\":6"));
+    text.push_str(
+        &text
+            .lines()
+            .last()
+            .expect("a line")
+            .replace("\"step\":5", "\"step\":6"),
+    );
     text.push('\n');
     std::fs::write(&metrics, text).expect("writes");
     let before = contents(&run);
@@ -143,7 +152,6 @@ fn the_linear_probe_reports_what_it_cannot_do() {
         .flat_map(|i| if i % 2 == 0 { [1.0, 0.1] } else { [-1.0, -0.1] })
         .collect();
     let labels: Vec<u32> = (0..64).map(|i| i % 2).collect();
-    let accuracy =
-        linear_probe(&train, &labels, &train, &labels, 2, 2, 300, 0).expect("separable");
+    let accuracy = linear_probe(&train, &labels, &train, &labels, 2, 2, 300, 0).expect("separable");
     assert!(accuracy > 0.95, "{accuracy}");
 }

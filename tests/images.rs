@@ -7,11 +7,11 @@ use std::path::Path;
 use std::process::Command;
 
 use msbreg::data::augment::{AugmentConfig, augment_view};
-use msbreg::seed::view_rng;
 use msbreg::data::builtin;
 use msbreg::data::images::{DataError, Dataset, ImageShape};
 use msbreg::data::source::DataSource;
 use msbreg::data::{cifar, folder, idx};
+use msbreg::seed::view_rng;
 
 fn gz(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

@@ -82,12 +82,27 @@ fn every_shader_validates() {
 #[test]
 fn every_shader_file_feeds_a_pipeline_with_the_entry_points_it_names() {
     let compiled_in = [
-        ("particles.wgsl", render::PARTICLES_WGSL, &["vs_main", "fs_main", "fs_main_linear_framebuffer"][..]),
-        ("lines.wgsl", render::LINES_WGSL, &["vs_main", "fs_main", "fs_main_linear_framebuffer"][..]),
-        ("splat_composite.wgsl", render::SPLAT_COMPOSITE_WGSL, &["vs_main", "fs_main"][..]),
+        (
+            "particles.wgsl",
+            render::PARTICLES_WGSL,
+            &["vs_main", "fs_main", "fs_main_linear_framebuffer"][..],
+        ),
+        (
+            "lines.wgsl",
+            render::LINES_WGSL,
+            &["vs_main", "fs_main", "fs_main_linear_framebuffer"][..],
+        ),
+        (
+            "splat_composite.wgsl",
+            render::SPLAT_COMPOSITE_WGSL,
+            &["vs_main", "fs_main"][..],
+        ),
     ];
     for path in wgsl_files() {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         assert!(
             compiled_in.iter().any(|(file, _, _)| *file == name),
             "shaders/{name} is not compiled into any pipeline"

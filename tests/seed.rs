@@ -28,9 +28,20 @@ fn only_the_seed_module_seeds_generators() {
         }
         let text = std::fs::read_to_string(file).expect("readable");
         for (number, line) in text.lines().enumerate() {
-            for call in ["seed_from_u64", "set_stream(", "from_seed(", "from_os_rng", "rand::rng()"] {
+            for call in [
+                "seed_from_u64",
+                "set_stream(",
+                "from_seed(",
+                "from_os_rng",
+                "rand::rng()",
+            ] {
                 if line.contains(call) {
-                    offenders.push(format!("{}:{}: {}", file.display(), number + 1, line.trim()));
+                    offenders.push(format!(
+                        "{}:{}: {}",
+                        file.display(),
+                        number + 1,
+                        line.trim()
+                    ));
                 }
             }
         }

@@ -51,7 +51,11 @@ fn a_sandbox_run_restored_from_its_checkpoint_continues_bit_for_bit() {
     drop(run);
     let mut restored = folder.reopen(&device).expect("reopens at its checkpoint");
     assert_eq!(restored.steps_done(), 12);
-    assert_eq!(folder.keep_metrics_through(12).expect("rewrites"), 3, "steps 0, 5, 10");
+    assert_eq!(
+        folder.keep_metrics_through(12).expect("rewrites"),
+        3,
+        "steps 0, 5, 10"
+    );
     drive(restored.as_mut(), &folder, DriveOptions::default(), |_| {}).expect("resumes");
     let resumed = comparable(read_metrics(&folder.metrics_path()).expect("metrics"));
     assert_eq!(resumed, expected);
@@ -73,7 +77,11 @@ fn resuming_drops_later_lines_atomically() {
         .expect("lists")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, vec!["metrics.jsonl".to_owned()], "no temporary file left");
+    assert_eq!(
+        names,
+        vec!["metrics.jsonl".to_owned()],
+        "no temporary file left"
+    );
 }
 
 /// A learner on a small MLP and fixed inputs: views `[n * m, 10]` and kicks `[n, d]`.
@@ -142,10 +150,16 @@ fn the_nan_rollback_restores_the_optimiser_state_too() {
     // update is not), which the next step detects and undoes, then A's steps 1 and 2.
     let mut b = bench.learner();
     bench.step(&mut b, 0, lr).expect("finite");
-    bench.step(&mut b, 3, f64::INFINITY).expect("finite before the update");
-    let err = bench.step(&mut b, 1, lr).expect_err("the infinite update gives NaN");
+    bench
+        .step(&mut b, 3, f64::INFINITY)
+        .expect("finite before the update");
+    let err = bench
+        .step(&mut b, 1, lr)
+        .expect_err("the infinite update gives NaN");
     assert!(matches!(err, StepError::NonFinite { .. }), "{err}");
-    let b1 = bench.step(&mut b, 1, lr).expect("finite after the rollback");
+    let b1 = bench
+        .step(&mut b, 1, lr)
+        .expect("finite after the rollback");
     let b2 = bench.step(&mut b, 2, lr).expect("finite");
     assert_eq!(a1.to_bits(), b1.to_bits(), "the weights are back");
     assert_eq!(

@@ -181,8 +181,14 @@ fn a_burst_of_settings_is_never_lost_and_the_last_one_wins() {
     let sent = trainer.settings_sent();
     assert_eq!(sent, 501);
     let snapshot = wait_for(&trainer, |s| s.settings_seq == sent).expect("snapshots");
-    assert_eq!(snapshot.settings_seq, sent, "the trainer answered the last setting");
-    assert_eq!(snapshot.dynamics, last, "the last value is the one in force");
+    assert_eq!(
+        snapshot.settings_seq, sent,
+        "the trainer answered the last setting"
+    );
+    assert_eq!(
+        snapshot.dynamics, last,
+        "the last value is the one in force"
+    );
     assert!((snapshot.learning_rate - 0.002).abs() < 1e-12);
 }
 
@@ -195,7 +201,9 @@ fn a_rejected_setting_leaves_the_one_in_force_and_says_so() {
         Box::new(|| {}),
     )
     .expect("spawns");
-    let before = wait_for(&trainer, |_| true).expect("a first snapshot").dynamics;
+    let before = wait_for(&trainer, |_| true)
+        .expect("a first snapshot")
+        .dynamics;
     let mut bad = before;
     bad.brownian.weight = f32::NAN;
     assert!(trainer.send(Command::SetDynamics(bad)));

@@ -73,15 +73,20 @@ pub fn simulate_command(choice: BackendChoice, args: &SimulateArgs) -> anyhow::R
 
     let bar = progress_bar(config.steps as u64, 0);
     let mut run = SandboxRun::new(config.clone(), &backend.device);
-    let outcome = drive(&mut run, &folder, DriveOptions::default(), |p: &Progress| {
-        bar.set_position(p.step);
-        if let Some(record) = &p.record {
-            bar.set_message(format!(
-                "loss {:.4}  rank {:.1}  collapse {:.2}  knn {:.3}",
-                p.loss, record.effective_rank, record.collapse_level, record.knn_acc
-            ));
-        }
-    });
+    let outcome = drive(
+        &mut run,
+        &folder,
+        DriveOptions::default(),
+        |p: &Progress| {
+            bar.set_position(p.step);
+            if let Some(record) = &p.record {
+                bar.set_message(format!(
+                    "loss {:.4}  rank {:.1}  collapse {:.2}  knn {:.3}",
+                    p.loss, record.effective_rank, record.collapse_level, record.knn_acc
+                ));
+            }
+        },
+    );
     bar.finish();
     let outcome = outcome?;
     if let Some(last) = &outcome.last_evaluated {

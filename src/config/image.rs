@@ -302,4 +302,3 @@ impl TrainConfig {
         validate_dynamics(&self.dynamics)
     }
 }
-

@@ -208,7 +208,6 @@ impl SimConfig {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;

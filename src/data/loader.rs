@@ -21,8 +21,8 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 
 use super::augment::{AugmentConfig, augment_view};
-use crate::seed::view_rng;
 use super::images::{Dataset, ImageSet};
+use crate::seed::view_rng;
 
 /// One step's input: N images x M views, image-major, CHW each.
 #[derive(Clone, Debug)]

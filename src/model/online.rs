@@ -72,4 +72,3 @@ impl<E: Embedder> Online<E> {
         self.head(self.embedder.project(input), predictor)
     }
 }
-

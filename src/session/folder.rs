@@ -70,7 +70,12 @@ impl RunFolder {
         }
         std::fs::create_dir_all(out).map_err(|e| write_err(out, e))?;
         if overwrite {
-            for stale in ["metrics.jsonl", "checkpoints", "embeddings.tsv", "labels.tsv"] {
+            for stale in [
+                "metrics.jsonl",
+                "checkpoints",
+                "embeddings.tsv",
+                "labels.tsv",
+            ] {
                 let path = out.join(stale);
                 let removed = if path.is_dir() {
                     std::fs::remove_dir_all(&path)

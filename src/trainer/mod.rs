@@ -31,9 +31,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
 
-pub use messages::{
-    Command, DisplayDiagnostics, Frame, MetricsPoint, Preview, RunInfo, Snapshot,
-};
+pub use messages::{Command, DisplayDiagnostics, Frame, MetricsPoint, Preview, RunInfo, Snapshot};
 pub use slots::{Bell, Slot};
 
 use crate::backend::Backend;
@@ -134,8 +132,15 @@ impl Trainer {
         let handle = std::thread::Builder::new()
             .name("msbreg-trainer".to_owned())
             .spawn(move || {
-                thread::serve_guarded(backend, mailbox, repaint, running, workload, &commands,
-                    &thread_shared);
+                thread::serve_guarded(
+                    backend,
+                    mailbox,
+                    repaint,
+                    running,
+                    workload,
+                    &commands,
+                    &thread_shared,
+                );
             })?;
         Ok(Self {
             commands: Some(command_sender),

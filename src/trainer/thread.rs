@@ -147,10 +147,7 @@ impl<'a> TrainerState<'a> {
             }
             Err(err) => {
                 self.running = false;
-                let message = format!(
-                    "could not start {}: {err}",
-                    workload.settings().describe()
-                );
+                let message = format!("could not start {}: {err}", workload.settings().describe());
                 if self.run.is_none() {
                     self.shared.failure.put(message.clone());
                 }
@@ -257,7 +254,9 @@ impl<'a> TrainerState<'a> {
                 seq: self.settings_seq,
             }),
             Command::Choose(settings) => {
-                self.shared.new_run.put((RunRequest::Choose(settings), self.settings_seq));
+                self.shared
+                    .new_run
+                    .put((RunRequest::Choose(settings), self.settings_seq));
                 self.apply_settings();
             }
             Command::NewRun(workload) => self.start(*workload),
