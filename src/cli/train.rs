@@ -159,6 +159,15 @@ pub fn train_command(
         let run = folder
             .reopen(&backend.device)
             .with_context(|| format!("resuming {}", dir.display()))?;
+        if run.steps_done() >= run.total_steps() {
+            println!(
+                "{} has done all its {} steps; nothing to resume (raise `steps`, `epochs` or \
+                 `max_steps` in its config.toml to train on)",
+                dir.display(),
+                run.total_steps()
+            );
+            return Ok(());
+        }
         // The lines logged after the checkpoint will be logged again.
         folder.keep_metrics_through(run.steps_done())?;
         eprintln!(

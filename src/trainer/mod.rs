@@ -47,6 +47,15 @@ pub struct Steering {
     pub seq: u64,
 }
 
+/// The discrete commands, as they travel on the bounded queue (settings take the slots).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    Run,
+    Pause,
+    Step,
+    Reset,
+}
+
 /// A fresh run asked for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RunRequest {
@@ -100,7 +109,7 @@ impl Mailbox {
 
 /// The UI's handle on the trainer thread. Dropping it stops the thread without waiting.
 pub struct Trainer {
-    commands: Option<Sender<Command>>,
+    commands: Option<Sender<Action>>,
     snapshots: Receiver<Snapshot>,
     shared: Arc<Shared>,
     handle: Option<JoinHandle<()>>,
@@ -189,18 +198,21 @@ impl Trainer {
                     .new_run
                     .put((RunRequest::Workload(workload), self.settings_sent));
             }
-            action => {
-                let queued = self
-                    .commands
-                    .as_ref()
-                    .is_some_and(|sender| sender.try_send(action).is_ok());
-                if !queued {
-                    return false;
-                }
-            }
+            Command::Run => return self.queue(Action::Run),
+            Command::Pause => return self.queue(Action::Pause),
+            Command::Step => return self.queue(Action::Step),
+            Command::Reset => return self.queue(Action::Reset),
         }
         self.shared.bell.ring();
         true
+    }
+
+    /// Queues a discrete action (the trainer waits on the queue too); false when the queue is
+    /// full or gone.
+    fn queue(&self, action: Action) -> bool {
+        self.commands
+            .as_ref()
+            .is_some_and(|sender| sender.try_send(action).is_ok())
     }
 
     /// Settings sent so far; a snapshot whose `settings_seq` equals it has applied them all.

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError, select};
 
-use super::messages::{Command, DisplayDiagnostics, Frame, MetricsPoint, RunInfo, Snapshot};
-use super::{Mailbox, RunRequest, Shared, Steering};
+use super::messages::{DisplayDiagnostics, Frame, MetricsPoint, RunInfo, Snapshot};
+use super::{Action, Mailbox, RunRequest, Shared, Steering};
 use crate::backend::Backend;
 use crate::config::{Workload, validate_dynamics};
 use crate::diagnostics;
@@ -45,7 +45,7 @@ pub(crate) fn serve_guarded(
     repaint: Box<dyn Fn() + Send>,
     running: bool,
     workload: Workload,
-    commands: &Receiver<Command>,
+    commands: &Receiver<Action>,
     shared: &Shared,
 ) {
     let outcome = guarded(|| {
@@ -159,8 +159,8 @@ impl<'a> TrainerState<'a> {
 
     /// Applies settings and commands; trains while running. Returns when the UI disconnects
     /// or stops the thread.
-    fn serve(&mut self, commands: &Receiver<Command>) {
-        let mut received: Option<Command> = None;
+    fn serve(&mut self, commands: &Receiver<Action>) {
+        let mut received: Option<Action> = None;
         loop {
             if self.stopped() {
                 return;
@@ -219,47 +219,28 @@ impl<'a> TrainerState<'a> {
         }
     }
 
-    fn apply(&mut self, command: Command) {
-        match command {
-            Command::Run => {
+    fn apply(&mut self, action: Action) {
+        match action {
+            Action::Run => {
                 self.running = true;
                 self.error = None;
                 self.post();
             }
-            Command::Pause => {
+            Action::Pause => {
                 self.running = false;
                 self.refresh_display(true);
                 self.post();
             }
-            Command::Step => {
+            Action::Step => {
                 self.running = false;
                 self.train_step(true);
             }
-            Command::Reset => {
+            Action::Reset => {
                 if let Some(run) = &self.run {
                     let workload = run.workload();
                     self.start(workload);
                 }
             }
-            // Settings arrive through the slots; these are here for completeness (a caller
-            // holding the state directly).
-            Command::SetDynamics(dynamics) => self.steer(Steering {
-                dynamics: Some(dynamics),
-                learning_rate: None,
-                seq: self.settings_seq,
-            }),
-            Command::SetLearningRate(learning_rate) => self.steer(Steering {
-                dynamics: None,
-                learning_rate: Some(learning_rate),
-                seq: self.settings_seq,
-            }),
-            Command::Choose(settings) => {
-                self.shared
-                    .new_run
-                    .put((RunRequest::Choose(settings), self.settings_seq));
-                self.apply_settings();
-            }
-            Command::NewRun(workload) => self.start(*workload),
         }
     }
 
