@@ -155,3 +155,23 @@ fn the_linear_probe_reports_what_it_cannot_do() {
     let accuracy = linear_probe(&train, &labels, &train, &labels, 2, 2, 300, 0).expect("separable");
     assert!(accuracy > 0.95, "{accuracy}");
 }
+
+#[test]
+fn eval_of_a_run_without_checkpoints_says_what_is_missing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).expect("folder");
+    std::fs::write(run.join("config.toml"), "").expect("an empty config is all defaults");
+    let out = msbreg()
+        .args(["eval", "--run"])
+        .arg(&run)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no checkpoint") && stderr.contains(&run.display().to_string()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Kept in"), "{stderr}");
+}
