@@ -8,6 +8,7 @@
 //! trainer applies it before its next step.
 
 mod controls;
+mod history;
 mod plots;
 mod view;
 
@@ -18,10 +19,11 @@ use std::time::{Duration, Instant};
 use eframe::{egui, egui_wgpu};
 
 use crate::backend::Backend;
-use crate::method::{Dynamics, StepReport};
-use crate::trainer::{Command, MetricsPoint, RunInfo, Snapshot, Trainer};
+use crate::method::Dynamics;
+use crate::trainer::{Command, RunInfo, Snapshot, Trainer};
 
 pub use crate::config::{DataChoice, ModelChoice, WorkloadSettings};
+pub use history::{History, POINTS_PER_SERIES, Series};
 pub use view::{ViewMode, ViewSettings, class_color};
 
 /// What the app starts with.
@@ -34,39 +36,6 @@ pub struct AppOptions {
     /// Measure frame times: repaint continuously, and after this long print the frame
     /// interval and UI time percentiles to stderr and close the window.
     pub frame_stats: Option<Duration>,
-}
-
-/// Everything plotted, accumulated from the snapshots' metrics.
-#[derive(Default)]
-pub struct History {
-    /// (step, the losses of the step that brought the run there)
-    pub losses: Vec<(u64, StepReport)>,
-    /// (step, effective rank, collapse level, uniformity, alignment)
-    pub diagnostics: Vec<(u64, f64, f64, f64, f64)>,
-    /// (step, kNN accuracy)
-    pub knn: Vec<(u64, f64)>,
-}
-
-impl History {
-    fn extend(&mut self, metrics: &[MetricsPoint]) {
-        for point in metrics {
-            if let Some(losses) = point.losses {
-                self.losses.push((point.step, losses));
-            }
-            if let Some(d) = point.diagnostics {
-                self.diagnostics.push((
-                    point.step,
-                    d.effective_rank,
-                    d.collapse_level,
-                    d.uniformity,
-                    d.alignment,
-                ));
-            }
-            if let Some(acc) = point.knn_acc {
-                self.knn.push((point.step, acc));
-            }
-        }
-    }
 }
 
 /// Recent frame times, for the status line (p50 and p99 of the last few hundred frames).
@@ -235,7 +204,8 @@ impl MsbregApp {
                 self.info = Some(Arc::clone(&snapshot.info));
                 self.camera.reset();
             }
-            self.history.extend(&snapshot.metrics);
+            self.history
+                .extend(&snapshot.metrics, snapshot.info.embed_dim);
             if let Some(error) = &snapshot.error {
                 self.error = Some(error.clone());
             } else if fresh_run {

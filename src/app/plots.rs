@@ -1,64 +1,47 @@
 //! The right panel: egui_plot charts of the history (per-term losses, effective rank and
 //! collapse level, uniformity and alignment, kNN accuracy) and the singular value spectrum
-//! now and at step 0.
+//! now and at step 0. The history's series are bounded and kept as plot points
+//! (`history.rs`), so each frame borrows them as they are.
 
 use eframe::egui;
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
-use super::History;
+use super::{History, Series};
 use crate::trainer::Snapshot;
 
 const PLOT_HEIGHT: f32 = 150.0;
 
-fn plot(id: &str) -> Plot<'static> {
+fn plot<'a>(id: &str) -> Plot<'a> {
     Plot::new(id.to_owned())
         .height(PLOT_HEIGHT)
         .legend(Legend::default())
         .allow_scroll(false)
 }
 
-fn series(points: impl Iterator<Item = (u64, f64)>) -> PlotPoints<'static> {
-    PlotPoints::from(points.map(|(x, y)| [x as f64, y]).collect::<Vec<_>>())
+/// A line over a history series, borrowing its points (no copy per frame).
+fn line<'a>(name: &str, series: &'a Series) -> Line<'a> {
+    Line::new(name, PlotPoints::Borrowed(series.points()))
 }
 
 pub fn plots_ui(history: &History, latest: Option<&Snapshot>, ui: &mut egui::Ui) {
     ui.label(egui::RichText::new("Losses").strong());
     plot("losses").show(ui, |plot_ui| {
-        let losses = &history.losses;
-        let term = |f: fn(&crate::method::StepReport) -> f32| {
-            series(
-                losses
-                    .iter()
-                    .map(move |(step, report)| (*step, f64::from(f(report)))),
-            )
-        };
-        plot_ui.line(Line::new("total", term(|r| r.loss)));
-        plot_ui.line(Line::new("centroid", term(|r| r.loss_centroid)));
-        plot_ui.line(Line::new("singular value", term(|r| r.loss_sv)));
-        plot_ui.line(Line::new("Brownian", term(|r| r.loss_brownian)));
+        plot_ui.line(line("total", &history.loss));
+        plot_ui.line(line("centroid", &history.loss_centroid));
+        plot_ui.line(line("singular value", &history.loss_sv));
+        plot_ui.line(line("Brownian", &history.loss_brownian));
     });
 
     ui.label(egui::RichText::new("Effective rank and collapse level").strong());
     plot("rank").show(ui, |plot_ui| {
-        let d = &history.diagnostics;
-        plot_ui.line(Line::new(
-            "effective rank / D",
-            series(d.iter().map(|r| (r.0, r.1 / latest_dim(latest)))),
-        ));
-        plot_ui.line(Line::new(
-            "collapse level",
-            series(d.iter().map(|r| (r.0, r.2))),
-        ));
+        plot_ui.line(line("effective rank / D", &history.effective_rank_per_dim));
+        plot_ui.line(line("collapse level", &history.collapse_level));
     });
 
     ui.label(egui::RichText::new("Uniformity and alignment").strong());
     plot("uniformity").show(ui, |plot_ui| {
-        let d = &history.diagnostics;
-        plot_ui.line(Line::new(
-            "uniformity",
-            series(d.iter().map(|r| (r.0, r.3))),
-        ));
-        plot_ui.line(Line::new("alignment", series(d.iter().map(|r| (r.0, r.4)))));
+        plot_ui.line(line("uniformity", &history.uniformity));
+        plot_ui.line(line("alignment", &history.alignment));
     });
 
     ui.label(egui::RichText::new("kNN accuracy (held out)").strong());
@@ -66,10 +49,7 @@ pub fn plots_ui(history: &History, latest: Option<&Snapshot>, ui: &mut egui::Ui)
         .include_y(0.0)
         .include_y(1.0)
         .show(ui, |plot_ui| {
-            plot_ui.line(Line::new(
-                "kNN accuracy",
-                series(history.knn.iter().copied()),
-            ));
+            plot_ui.line(line("kNN accuracy", &history.knn_acc));
         });
 
     ui.label(egui::RichText::new("Singular value spectrum (log10)").strong());
@@ -88,8 +68,4 @@ pub fn plots_ui(history: &History, latest: Option<&Snapshot>, ui: &mut egui::Ui)
             plot_ui.line(Line::new("step 0", log(&snapshot.spectrum_initial)));
         }
     });
-}
-
-fn latest_dim(latest: Option<&Snapshot>) -> f64 {
-    latest.map_or(1.0, |s| s.info.embed_dim.max(1) as f64)
 }
