@@ -85,6 +85,10 @@ struct AppArgs {
     /// many seconds, and close.
     #[arg(long, value_name = "SECS")]
     frame_stats: Option<f64>,
+    /// With --frame-stats: also print a line this often (minutes, step, resident memory,
+    /// history points, UI time per frame over the period), to watch a long session.
+    #[arg(long, value_name = "SECS", requires = "frame_stats")]
+    stats_every: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -289,9 +293,12 @@ fn open_app(choice: BackendChoice, args: &AppArgs) -> anyhow::Result<()> {
         backend,
         settings,
         running: !args.paused,
-        frame_stats: args
-            .frame_stats
-            .map(|secs| Duration::from_secs_f64(secs.max(1.0))),
+        frame_stats: args.frame_stats.map(|secs| msbreg::app::FrameStats {
+            after: Duration::from_secs_f64(secs.max(1.0)),
+            report_every: args
+                .stats_every
+                .map(|secs| Duration::from_secs_f64(secs.max(1.0))),
+        }),
     })
 }
 

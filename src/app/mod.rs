@@ -33,9 +33,18 @@ pub struct AppOptions {
     pub settings: WorkloadSettings,
     /// Train from the first frame.
     pub running: bool,
-    /// Measure frame times: repaint continuously, and after this long print the frame
-    /// interval and UI time percentiles to stderr and close the window.
-    pub frame_stats: Option<Duration>,
+    /// Measure frame times (`--frame-stats`).
+    pub frame_stats: Option<FrameStats>,
+}
+
+/// `--frame-stats`: repaint continuously and report frame times on stderr.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameStats {
+    /// After this long, print the frame interval and UI time percentiles and close the window.
+    pub after: Duration,
+    /// Also print, this often, a line for watching a long session: minutes, training step,
+    /// resident memory, points in the history, and UI time per frame over the period.
+    pub report_every: Option<Duration>,
 }
 
 /// Recent frame times, for the status line (p50 and p99 of the last few hundred frames).
@@ -94,7 +103,10 @@ pub struct MsbregApp {
     frame_intervals: Vec<f64>,
     last_frame: Option<Instant>,
     started: Instant,
-    frame_stats: Option<Duration>,
+    frame_stats: Option<FrameStats>,
+    /// UI times per frame (seconds) since the last `report_every` line, and when it was.
+    period_ui_secs: Vec<f64>,
+    last_report: Instant,
     /// Whether the wgpu particle renderer is installed (otherwise egui's painter draws).
     gpu_view: bool,
     thumbnails: view::Thumbnails,
@@ -148,6 +160,8 @@ impl MsbregApp {
             last_frame: None,
             started: Instant::now(),
             frame_stats: options.frame_stats,
+            period_ui_secs: Vec::new(),
+            last_report: Instant::now(),
             gpu_view: render_state.is_some(),
             thumbnails: view::Thumbnails::default(),
             camera: crate::render::Camera::default(),
@@ -284,16 +298,31 @@ impl MsbregApp {
             });
         egui::CentralPanel::default().show(ui, |ui| view::view_ui(self, ui));
 
-        self.frame_times.push(frame_start.elapsed().as_secs_f64());
-        if let Some(stats_after) = self.frame_stats {
-            self.measure_frames(ui.ctx(), frame_start, stats_after);
+        let ui_secs = frame_start.elapsed().as_secs_f64();
+        self.frame_times.push(ui_secs);
+        if let Some(stats) = self.frame_stats {
+            self.measure_frames(ui.ctx(), frame_start, ui_secs, stats);
         }
         self.last_frame = Some(frame_start);
     }
 
-    /// `--frame-stats`: repaint continuously; after `stats_after`, print and close.
-    fn measure_frames(&mut self, ctx: &egui::Context, frame_start: Instant, stats_after: Duration) {
+    /// `--frame-stats`: repaint continuously; every `report_every`, print a line; after
+    /// `after`, print the percentiles and close.
+    fn measure_frames(
+        &mut self,
+        ctx: &egui::Context,
+        frame_start: Instant,
+        ui_secs: f64,
+        stats: FrameStats,
+    ) {
         ctx.request_repaint();
+        let stats_after = stats.after;
+        if let Some(every) = stats.report_every {
+            self.period_ui_secs.push(ui_secs);
+            if self.last_report.elapsed() >= every {
+                self.report_period();
+            }
+        }
         // The first seconds build the data and compile shaders: not a steady state.
         let warm = self.started.elapsed() > Duration::from_secs(3).min(stats_after / 2);
         if let (true, Some(last)) = (warm, self.last_frame) {
@@ -316,6 +345,27 @@ impl MsbregApp {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             self.frame_stats = None;
         }
+    }
+
+    /// One `report_every` line: is the session's memory and UI time per frame flat?
+    fn report_period(&mut self) {
+        let ui_secs = std::mem::take(&mut self.period_ui_secs);
+        let frames = ui_secs.len();
+        let memory = read_resident_bytes().map_or_else(
+            || "n/a".to_owned(),
+            |bytes| format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20)),
+        );
+        eprintln!(
+            "session: {:.1} min, step {}, resident memory {memory}, history {} points, UI time \
+             p50 {:.2} ms, p99 {:.2} ms over {} frames",
+            self.started.elapsed().as_secs_f64() / 60.0,
+            self.latest.as_ref().map_or(0, |s| s.step),
+            self.history.stored_points(),
+            quantile_ms(ui_secs.clone(), 0.5),
+            quantile_ms(ui_secs, 0.99),
+            frames,
+        );
+        self.last_report = Instant::now();
     }
 
     fn status_ui(&mut self, ui: &mut egui::Ui) {
@@ -354,6 +404,20 @@ impl eframe::App for MsbregApp {
     }
 }
 
+/// The process's resident memory in bytes, from `/proc/self/status` (Linux; `None` elsewhere).
+fn read_resident_bytes() -> Option<u64> {
+    resident_bytes(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// The `VmRSS` line of a `/proc/<pid>/status` text, in bytes.
+fn resident_bytes(status: &str) -> Option<u64> {
+    let line = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Opens the window and runs until it is closed. With the wgpu backend, eframe renders on the
 /// device burn trains on (`WgpuSetup::Existing`).
 pub fn run_app(options: AppOptions) -> anyhow::Result<()> {
@@ -386,4 +450,17 @@ pub fn run_app(options: AppOptions) -> anyhow::Result<()> {
         }),
     )
     .map_err(|err| anyhow::anyhow!("the window could not open: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resident_bytes_reads_the_vm_rss_line() {
+        let status = "Name:\tmsbreg\nVmPeak:\t  900 kB\nVmRSS:\t  123456 kB\nThreads:\t9\n";
+        assert_eq!(resident_bytes(status), Some(123_456 * 1024));
+        assert_eq!(resident_bytes("Name:\tmsbreg\n"), None);
+        assert_eq!(resident_bytes("VmRSS:\t12 MB\n"), None);
+    }
 }
