@@ -251,8 +251,10 @@ fn dropping_the_handle_does_not_wait_for_the_step() {
 
 #[test]
 fn a_first_run_that_cannot_start_is_reported_as_the_failure() {
-    let mut config = TrainConfig::default();
-    config.data = DataSource::parse("mnist:/nonexistent/mnist").expect("parses");
+    let config = TrainConfig {
+        data: DataSource::parse("mnist:/nonexistent/mnist").expect("parses"),
+        ..TrainConfig::default()
+    };
     let trainer =
         Trainer::spawn(&cpu(), Workload::Images(config), true, Box::new(|| {})).expect("spawns");
     let deadline = Instant::now() + WAIT;

@@ -376,13 +376,13 @@ mod tests {
             },
             MetricsPoint {
                 step: 1,
-                losses,
+                losses: Some(losses),
                 diagnostics: None,
                 knn_acc: None,
             },
             MetricsPoint {
                 step: 2,
-                losses,
+                losses: Some(losses),
                 diagnostics: Some(diagnostics),
                 knn_acc: None,
             },

@@ -144,7 +144,7 @@ impl Trainer {
                 thread::serve_guarded(
                     backend,
                     mailbox,
-                    repaint,
+                    &*repaint,
                     running,
                     workload,
                     &commands,

@@ -42,14 +42,14 @@ pub(crate) fn guarded(body: impl FnOnce()) -> Result<(), String> {
 pub(crate) fn serve_guarded(
     backend: Backend,
     mailbox: Mailbox,
-    repaint: Box<dyn Fn() + Send>,
+    repaint: &dyn Fn(),
     running: bool,
     workload: Workload,
     commands: &Receiver<Action>,
     shared: &Shared,
 ) {
     let outcome = guarded(|| {
-        let mut state = TrainerState::new(backend, mailbox, &*repaint, running, shared);
+        let mut state = TrainerState::new(backend, mailbox, repaint, running, shared);
         state.start(workload);
         state.serve(commands);
     });
@@ -167,8 +167,8 @@ impl<'a> TrainerState<'a> {
             }
             // Settings first: a slider moved before a click on Step acts on that step.
             self.apply_settings();
-            for command in received.take().into_iter() {
-                self.apply(command);
+            if let Some(action) = received.take() {
+                self.apply(action);
             }
             loop {
                 match commands.try_recv() {
