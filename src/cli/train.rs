@@ -65,14 +65,42 @@ pub struct TrainArgs {
     pub stop_after: Option<u64>,
 }
 
-/// `key = value` as a TOML line: the value as TOML when it parses, else as a string.
-fn toml_line(key: &str, value: &str) -> String {
-    let line = format!("{key} = {value}");
-    if toml::from_str::<toml::Table>(&line).is_ok() {
-        line
-    } else {
-        format!("{key} = {}", toml::Value::String(value.to_owned()))
+/// Lays `value` at the dotted `key` of `table` (`--set KEY=VALUE`): the value as TOML when it
+/// is one TOML value (a number, a boolean, a quoted string, an array, an inline table), else
+/// as a plain string. Built as a value, never as TOML text, so a value cannot add keys of its
+/// own (a newline in it stays in the string).
+fn set_key(table: &mut toml::Table, flag: &str, key: &str, value: &str) -> anyhow::Result<()> {
+    let parts: Vec<&str> = key.split('.').map(str::trim).collect();
+    let bare = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if !parts.iter().all(|part| bare(part)) {
+        anyhow::bail!(
+            "{flag}: `{key}` is not a config key; keys are names joined by dots, e.g. \
+             dynamics.tau or optimizer.kind"
+        );
     }
+    let parsed = toml::from_str::<toml::Table>(&format!("value = {value}"))
+        .ok()
+        .filter(|t| t.len() == 1)
+        .and_then(|mut t| t.remove("value"));
+    let value = parsed.unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let mut node = table;
+    let (last, path) = parts.split_last().unwrap_or((&"", &[]));
+    for part in path {
+        let entry = node
+            .entry((*part).to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(inner) = entry else {
+            anyhow::bail!("{flag}: `{part}` in `{key}` is a value, not a table");
+        };
+        node = inner;
+    }
+    node.insert((*last).to_owned(), value);
+    Ok(())
 }
 
 /// The config from the preset, the file, then the flags, in that order of precedence.
@@ -88,38 +116,43 @@ pub fn resolve_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     };
     // Check the file on its own first, so its errors point at its own lines.
     TrainConfig::from_preset_and_toml(preset, &text, &source)?;
-    let mut lines = Vec::new();
+    let mut flags = toml::Table::new();
     if let Some(spec) = &args.data {
         let (data, detected) = DataSource::parse_detected(spec)?;
         if let Some(detected) = &detected {
             eprintln!("--data {spec}: {}", detected.describe());
         }
-        lines.push(toml_line("data.kind", data.kind.name()));
+        let mut table = toml::Table::new();
+        table.insert("kind".to_owned(), data.kind.name().into());
         if let Some(path) = &data.path {
-            lines.push(format!(
-                "data.path = {}",
-                toml::Value::String(path.display().to_string())
-            ));
+            table.insert("path".to_owned(), path.display().to_string().into());
         }
+        flags.insert("data".to_owned(), table.into());
     }
     if let Some(model) = args.model {
-        lines.push(toml_line("model.encoder", model.name()));
+        set_key(&mut flags, "--model", "model.encoder", model.name())?;
     }
     for set in &args.sets {
         let (key, value) = set.split_once('=').with_context(|| {
             format!("--set {set}: write it as KEY=VALUE, e.g. --set dynamics.tau=0.996")
         })?;
-        lines.push(toml_line(key.trim(), value.trim()));
+        let flag = format!("--set {set}");
+        set_key(&mut flags, &flag, key.trim(), value.trim())?;
+        // Check the flag on its own over the preset, so that its error names the flag.
+        let mut single = toml::Table::new();
+        set_key(&mut single, &flag, key.trim(), value.trim())?;
+        let base: toml::Table = toml::from_str(&TrainConfig::from_preset(preset).to_toml()?)?;
+        toml::Value::Table(msbreg::config::merge_tables(base, single))
+            .try_into::<TrainConfig>()
+            .map_err(|err| anyhow::anyhow!("{flag}: {err}"))?;
     }
-    if !lines.is_empty() {
-        // Flags as a TOML document laid over the file's: parse both, merge, re-serialise.
-        let flags: toml::Table = toml::from_str(&lines.join("\n"))
-            .map_err(|err| anyhow::anyhow!("the command-line overrides: {err}"))?;
+    if !flags.is_empty() {
+        // The flags laid over the file's keys: merge the two tables, re-serialise.
         let file: toml::Table = toml::from_str(&text)
             .map_err(|err| anyhow::anyhow!("config file {}: {err}", source.display()))?;
         text = toml::to_string(&msbreg::config::merge_tables(file, flags))?;
     }
-    let source = if lines.is_empty() {
+    let source = if args.data.is_none() && args.model.is_none() && args.sets.is_empty() {
         source
     } else {
         PathBuf::from(format!("{} + command-line flags", source.display()))

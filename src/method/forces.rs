@@ -19,11 +19,21 @@ use serde::{Deserialize, Serialize};
 pub use crate::model::online::{NORM_FLOOR, normalize};
 
 /// One force: whether it acts, and with what weight.
+///
+/// Both keys may be left out of a config file's table: a file's keys are laid over a preset's
+/// key by key (`config::merge_tables`), so a table with only `weight` keeps the preset's `on`.
+/// The serde default (on, weight 1) only fills a table parsed without a preset.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Force {
     pub on: bool,
     pub weight: f32,
+}
+
+impl Default for Force {
+    fn default() -> Self {
+        Self::on(1.0)
+    }
 }
 
 impl Force {

@@ -1,0 +1,100 @@
+//! Settings as a user writes them: partial tables merge over the preset everywhere, and flags
+//! are checked as flags (their errors name the flag; a value cannot smuggle in keys).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn msbreg() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_msbreg"));
+    command.arg("--backend").arg("cpu");
+    command
+}
+
+fn train(args: &[&str], out: &Path) -> Output {
+    msbreg()
+        .args(["train", "--data", "digits", "--stop-after", "0"])
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("runs")
+}
+
+fn config_of(dir: &Path) -> toml::Table {
+    toml::from_str(&std::fs::read_to_string(dir.join("config.toml")).expect("config.toml"))
+        .expect("toml")
+}
+
+fn force(config: &toml::Table, name: &str) -> (bool, f64) {
+    let force = &config["dynamics"][name];
+    (
+        force["on"].as_bool().expect("on"),
+        force["weight"].as_float().expect("weight"),
+    )
+}
+
+#[test]
+fn one_key_of_a_force_merges_over_the_preset() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for name in ["centroid", "singular_value", "brownian"] {
+        let out = dir.path().join(name);
+        let result = train(&["--set", &format!("dynamics.{name}.weight=0.5")], &out);
+        assert!(
+            result.status.success(),
+            "--set dynamics.{name}.weight: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        assert_eq!(force(&config_of(&out), name), (true, 0.5), "{name}");
+    }
+    // The same as a file with only that key, for train and simulate.
+    let file = dir.path().join("partial.toml");
+    std::fs::write(&file, "[dynamics.singular_value]\nweight = 0.5\n").expect("writes");
+    let out = dir.path().join("from-file");
+    let result = train(&["--config", file.to_str().expect("utf-8")], &out);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert_eq!(force(&config_of(&out), "singular_value"), (true, 0.5));
+    let sim = dir.path().join("sim");
+    let result = msbreg()
+        .args(["simulate", "--steps", "1", "--config"])
+        .arg(&file)
+        .arg("--out")
+        .arg(&sim)
+        .output()
+        .expect("runs");
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert_eq!(force(&config_of(&sim), "singular_value"), (true, 0.5));
+    // `on` alone keeps the preset's weight.
+    let off = dir.path().join("off");
+    let result = train(&["--set", "dynamics.brownian.on=false"], &off);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert_eq!(force(&config_of(&off), "brownian"), (false, 0.1));
+}
+
+#[test]
+fn a_set_value_cannot_add_keys_and_errors_name_the_flag() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("run");
+    let result = train(&["--set", "max_steps=3\nseed = 5"], &out);
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("--set max_steps=3"), "{stderr}");
+    assert!(!out.exists(), "nothing was created");
+
+    let result = train(&["--lr", "nan"], &out);
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("learning_rate") && !stderr.contains("TOML parse error"),
+        "{stderr}"
+    );
+
+    let result = train(&["--set", "optimizer.kind=adamx"], &out);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("--set optimizer.kind=adamx") && stderr.contains("lars"),
+        "{stderr}"
+    );
+    let result = train(&["--set", "a..b=1"], &out);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("not a config key"), "{stderr}");
+}
