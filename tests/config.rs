@@ -51,7 +51,11 @@ fn one_key_of_a_force_merges_over_the_preset() {
     std::fs::write(&file, "[dynamics.singular_value]\nweight = 0.5\n").expect("writes");
     let out = dir.path().join("from-file");
     let result = train(&["--config", file.to_str().expect("utf-8")], &out);
-    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
     assert_eq!(force(&config_of(&out), "singular_value"), (true, 0.5));
     let sim = dir.path().join("sim");
     let result = msbreg()
@@ -61,12 +65,20 @@ fn one_key_of_a_force_merges_over_the_preset() {
         .arg(&sim)
         .output()
         .expect("runs");
-    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
     assert_eq!(force(&config_of(&sim), "singular_value"), (true, 0.5));
     // `on` alone keeps the preset's weight.
     let off = dir.path().join("off");
     let result = train(&["--set", "dynamics.brownian.on=false"], &off);
-    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
     assert_eq!(force(&config_of(&off), "brownian"), (false, 0.1));
 }
 

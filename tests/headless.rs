@@ -175,3 +175,38 @@ fn eval_of_a_run_without_checkpoints_says_what_is_missing() {
     );
     assert!(!stderr.contains("Kept in"), "{stderr}");
 }
+
+#[test]
+fn a_diverged_run_keeps_its_record_up_to_the_last_good_step_and_says_what_was_kept() {
+    use burn::tensor::Device;
+    use msbreg::config::Preset;
+    use msbreg::headless::simulate;
+    use msbreg::session::read_metrics;
+
+    let mut config = Preset::Msbreg.config();
+    config.batch_size = 64;
+    config.data.train_size = 256;
+    config.data.eval_size = 64;
+    config.steps = 200;
+    config.log_every = 50;
+    // Plain SGD at an absurd rate: non-finite within a few steps, long before step 50.
+    config.optimizer.kind = msbreg::method::OptimizerKind::Sgd;
+    config.optimizer.momentum = 0.0;
+    config.learning_rate = 1e30;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let err = simulate(&config, &Device::flex(), dir.path(), |_| {}).expect_err("diverges");
+    let HeadlessError::Stopped { step, ref kept, .. } = err else {
+        panic!("expected a stop, got {err}");
+    };
+    assert!(step < 50, "diverged at step {step}");
+    let records = read_metrics(&dir.path().join("metrics.jsonl")).expect("metrics");
+    let steps: Vec<u64> = records.iter().map(|r| r.step).collect();
+    if step > 1 {
+        assert_eq!(steps, vec![0, step - 1], "step 0 and the last good step");
+        assert!(records[1].loss.is_some_and(f32::is_finite));
+    } else {
+        assert_eq!(steps, vec![0]);
+    }
+    assert!(kept.contains("no checkpoint yet"), "{kept}");
+    assert!(!kept.contains("written so far"), "{kept}");
+}

@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::HeadlessError;
 use crate::method::StepReport;
 use crate::session::nan_diagnostics;
-use crate::session::{MetricsRecord, Run, RunFolder, SessionError};
+use crate::session::{MetricsRecord, Run, RunFolder, SessionError, list_checkpoints};
 
 /// How far one call of [`drive`] goes.
 #[derive(Clone, Copy, Debug, Default)]
@@ -79,10 +79,18 @@ pub fn drive(
     let stopped = |run: &dyn Run, step: u64, reason: SessionError, lines: usize| {
         // What the last good weights would have written, then the error.
         let outputs = run.write_outputs(folder.path()).unwrap_or_default();
-        let mut kept = format!(
-            "config.toml, metrics.jsonl ({lines} lines from this run), the checkpoints \
-             written so far"
-        );
+        let checkpoints: Vec<String> = list_checkpoints(folder.path())
+            .unwrap_or_default()
+            .iter()
+            .map(|(step, _)| step.to_string())
+            .collect();
+        let checkpoints = match checkpoints.as_slice() {
+            [] => "no checkpoint yet".to_owned(),
+            [one] => format!("the checkpoint at step {one}"),
+            many => format!("the checkpoints at steps {}", many.join(", ")),
+        };
+        let mut kept =
+            format!("config.toml, metrics.jsonl ({lines} lines from this run), {checkpoints}");
         for name in outputs {
             kept.push_str(", ");
             kept.push_str(&name);
@@ -135,12 +143,27 @@ pub fn drive(
         }
     }
 
+    // The newest step not logged yet, logged after all if the next step fails: the record
+    // goes up to the last good step.
+    let mut unlogged: Option<(u64, StepReport)> = None;
     while run.steps_done() < end {
         let step_start = Instant::now();
         let report = match run.step() {
             Ok(report) => report,
             Err(SessionError::Finished { .. }) => break,
             Err(reason) => {
+                if let Some((step, report)) = unlogged.take() {
+                    let elapsed_secs = start.elapsed().as_secs_f64();
+                    let line = record(
+                        &*run,
+                        step,
+                        Some(report),
+                        None,
+                        images_per_sec,
+                        elapsed_secs,
+                    );
+                    metrics.write(&line)?;
+                }
                 let step = run.steps_done() + 1;
                 return Err(stopped(&*run, step, reason, metrics.lines()));
             }
@@ -180,6 +203,9 @@ pub fn drive(
             }
             last = Some(line.clone());
             logged = Some(line);
+            unlogged = None;
+        } else {
+            unlogged = Some((step, report));
         }
         let checkpoint_every = cadence.checkpoint_every;
         if (checkpoint_every > 0 && step.is_multiple_of(checkpoint_every)) || step == end {
