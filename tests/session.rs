@@ -188,3 +188,27 @@ fn knn_embeds_the_bank_and_the_queries_once_each() {
         "the display: the points and two views of each"
     );
 }
+
+#[test]
+fn overwrite_removes_only_what_msbreg_wrote() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let folder = RunFolder::create(dir.path(), false).expect("folder");
+    let mut run = SandboxRun::new(short_config(), &Device::flex());
+    drive(&mut run, &folder, DriveOptions::default(), |_| {}).expect("runs");
+    let notes = dir.path().join("checkpoints").join("my-notes.txt");
+    std::fs::write(&notes, "mine").expect("writes");
+    std::fs::write(dir.path().join("README.txt"), "mine too").expect("writes");
+    RunFolder::create(dir.path(), true).expect("overwrites");
+    assert!(notes.is_file(), "the user's file inside checkpoints/ stays");
+    assert!(dir.path().join("README.txt").is_file());
+    assert!(!dir.path().join("metrics.jsonl").exists());
+    assert!(!dir.path().join("checkpoints").join("step-00000020").exists());
+}
+
+#[test]
+fn step_counts_are_bounded() {
+    let mut config = short_config();
+    config.steps = usize::MAX;
+    let err = config.validate().expect_err("absurd");
+    assert!(err.to_string().contains("steps"), "{err}");
+}

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Preset, check, merge_tables, to_toml, validate_dynamics};
+use super::{
+    ConfigError, MAX_STEPS, Preset, check, merge_tables, to_toml, validate_dynamics,
+};
 use crate::data::augment::AugmentConfig;
 use crate::data::source::DataSource;
 use crate::diagnostics::KnnConfig;
@@ -153,7 +155,18 @@ impl TrainConfig {
 
     #[allow(clippy::too_many_lines)] // one flat check per key reads best as one list
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check(self.epochs >= 1, "epochs", self.epochs, "at least 1 epoch")?;
+        check(
+            (1..=1_000_000).contains(&self.epochs),
+            "epochs",
+            self.epochs,
+            "1 to 1,000,000 epochs",
+        )?;
+        check(
+            self.max_steps <= MAX_STEPS,
+            "max_steps",
+            self.max_steps,
+            "0 (every epoch) or at most 1,000,000,000 steps",
+        )?;
         check(
             self.batch_size >= 2,
             "batch_size",

@@ -176,6 +176,10 @@ pub enum ConfigError {
     UnknownPreset { name: String, available: String },
 }
 
+/// The most steps a run may be asked for: far beyond any run this tool is for, and far from
+/// the counters' limits.
+pub const MAX_STEPS: usize = 1_000_000_000;
+
 pub fn check(
     ok: bool,
     key: &'static str,

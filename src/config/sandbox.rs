@@ -4,7 +4,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Preset, check, merge_tables, to_toml, validate_dynamics};
+use super::{
+    ConfigError, MAX_STEPS, Preset, check, merge_tables, to_toml, validate_dynamics,
+};
 use crate::data::sandbox::{SandboxDataConfig, SandboxKind, ViewConfig};
 use crate::diagnostics::KnnConfig;
 use crate::method::{Dynamics, OptimizerConfig};
@@ -87,7 +89,12 @@ impl SimConfig {
     /// Rejects impossible settings with the key, the value and what is allowed.
     #[allow(clippy::too_many_lines)] // one flat check per key reads best as one list
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check(self.steps >= 1, "steps", self.steps, "at least 1 step")?;
+        check(
+            (1..=MAX_STEPS).contains(&self.steps),
+            "steps",
+            self.steps,
+            "1 to 1,000,000,000 steps",
+        )?;
         check(
             self.log_every >= 1,
             "log_every",

@@ -34,6 +34,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SessionError> {
     })
 }
 
+/// `--overwrite`: removes the files and checkpoints a run wrote into `out`, and nothing else
+/// (a user's own file, even inside `checkpoints/`, stays; so does the folder then).
+fn remove_what_msbreg_wrote(out: &Path) -> Result<(), SessionError> {
+    for name in [
+        "metrics.jsonl",
+        "embeddings.tsv",
+        "labels.tsv",
+        "vectors.tsv",
+        "metadata.tsv",
+    ] {
+        let path = out.join(name);
+        if path.is_file() {
+            std::fs::remove_file(&path).map_err(|e| write_err(&path, e))?;
+        }
+    }
+    let root = out.join("checkpoints");
+    if !root.is_dir() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(&root).map_err(|e| read_err(&root, e))? {
+        let path = entry.map_err(|e| read_err(&root, e))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let ours = name.is_some_and(|n| n.starts_with("step-") || n.starts_with(".tmp-step-"));
+        if ours && path.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(|e| write_err(&path, e))?;
+        }
+    }
+    // Only when nothing of the user's is left in it.
+    let _ = std::fs::remove_dir(&root);
+    Ok(())
+}
+
 /// A run folder on disk.
 #[derive(Clone, Debug)]
 pub struct RunFolder {
@@ -70,22 +102,7 @@ impl RunFolder {
         }
         std::fs::create_dir_all(out).map_err(|e| write_err(out, e))?;
         if overwrite {
-            for stale in [
-                "metrics.jsonl",
-                "checkpoints",
-                "embeddings.tsv",
-                "labels.tsv",
-            ] {
-                let path = out.join(stale);
-                let removed = if path.is_dir() {
-                    std::fs::remove_dir_all(&path)
-                } else if path.exists() {
-                    std::fs::remove_file(&path)
-                } else {
-                    Ok(())
-                };
-                removed.map_err(|e| write_err(&path, e))?;
-            }
+            remove_what_msbreg_wrote(out)?;
         }
         Ok(Self {
             path: out.to_owned(),
