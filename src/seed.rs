@@ -35,6 +35,8 @@ pub enum Stream {
     Shapes = 7,
     /// The fixed augmented views of the displayed images (indexed by image and view).
     DisplayViews = 8,
+    /// Which training images are held out as the test split when a data set has none.
+    HoldOut = 9,
 }
 
 /// The index bits of an indexed stream.

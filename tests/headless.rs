@@ -210,3 +210,56 @@ fn a_diverged_run_keeps_its_record_up_to_the_last_good_step_and_says_what_was_ke
     assert!(kept.contains("no checkpoint yet"), "{kept}");
     assert!(!kept.contains("written so far"), "{kept}");
 }
+
+#[test]
+fn a_data_set_without_a_test_split_holds_one_out_and_says_so_once() {
+    use msbreg::data::idx::encode_idx;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("mnist-no-test");
+    std::fs::create_dir(&data).expect("folder");
+    let count = 60usize;
+    let pixels: Vec<u8> = (0..count * 64).map(|i| ((i * 37) % 251) as u8).collect();
+    let labels: Vec<u8> = (0..count).map(|i| (i % 3) as u8).collect();
+    std::fs::write(
+        data.join("train-images-idx3-ubyte"),
+        encode_idx(&[count as u32, 8, 8], &pixels),
+    )
+    .expect("writes");
+    std::fs::write(
+        data.join("train-labels-idx1-ubyte"),
+        encode_idx(&[count as u32], &labels),
+    )
+    .expect("writes");
+    let run = dir.path().join("run");
+    let out = msbreg()
+        .args(["train", "--data"])
+        .arg(format!("mnist:{}", data.display()))
+        .args([
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--views",
+            "2",
+            "--out",
+        ])
+        .arg(&run)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("held out").count(), 1, "said once: {stderr}");
+    assert!(stderr.contains("6 of its 60"), "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("last evaluation"))
+        .unwrap_or_else(|| panic!("an evaluation line: {stdout}"));
+    assert!(!line.contains("NaN"), "{line}");
+    let out = run_ok(
+        msbreg()
+            .args(["eval", "--probe-epochs", "2", "--run"])
+            .arg(&run),
+    );
+    assert!(out.contains("test 6 images"), "{out}");
+}

@@ -202,7 +202,12 @@ fn overwrite_removes_only_what_msbreg_wrote() {
     assert!(notes.is_file(), "the user's file inside checkpoints/ stays");
     assert!(dir.path().join("README.txt").is_file());
     assert!(!dir.path().join("metrics.jsonl").exists());
-    assert!(!dir.path().join("checkpoints").join("step-00000020").exists());
+    assert!(
+        !dir.path()
+            .join("checkpoints")
+            .join("step-00000020")
+            .exists()
+    );
 }
 
 #[test]

@@ -223,6 +223,9 @@ pub fn train_command(
         let run = session::open(&Workload::Images(config), &backend.device)?;
         (run, folder)
     };
+    for note in run.notes() {
+        eprintln!("note: {note}");
+    }
     eprintln!("backend: {}", backend.describe());
     let preset = match run.workload() {
         Workload::Images(config) => config.preset,

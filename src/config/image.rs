@@ -5,9 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    ConfigError, MAX_STEPS, Preset, check, merge_tables, to_toml, validate_dynamics,
-};
+use super::{ConfigError, MAX_STEPS, Preset, check, merge_tables, to_toml, validate_dynamics};
 use crate::data::augment::AugmentConfig;
 use crate::data::source::DataSource;
 use crate::diagnostics::KnnConfig;

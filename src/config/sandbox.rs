@@ -4,9 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    ConfigError, MAX_STEPS, Preset, check, merge_tables, to_toml, validate_dynamics,
-};
+use super::{ConfigError, MAX_STEPS, Preset, check, merge_tables, to_toml, validate_dynamics};
 use crate::data::sandbox::{SandboxDataConfig, SandboxKind, ViewConfig};
 use crate::diagnostics::KnnConfig;
 use crate::method::{Dynamics, OptimizerConfig};

@@ -56,6 +56,8 @@ pub struct ImageRun {
     past_wait_secs: f64,
     /// Images embedded outside training (see [`Run::rows_embedded`]).
     rows_embedded: AtomicU64,
+    /// What the user should be told once (see [`Run::notes`]).
+    notes: Vec<String>,
 }
 
 /// Which labelled images evaluation uses: the test split as queries and the labelled training
@@ -74,6 +76,59 @@ fn eval_set(splits: &Splits, settings: &EvalSettings, seed: u64) -> Option<EvalS
         bank: pick(labelled_train, settings.bank_size),
         queries: pick(queries, settings.query_size),
     })
+}
+
+/// The splits evaluation needs: a data set with labels but no labelled test split (an
+/// MNIST-layout folder without the `t10k` files, a labelled image folder) gets one held out of
+/// its training split (a seeded tenth, at most `query_size` and at least 2 images), which
+/// training then does not see. Returns what was done, to be said once, or that nothing can
+/// be evaluated without labels.
+pub fn with_test_split(
+    mut splits: Splits,
+    settings: &EvalSettings,
+    seed: u64,
+    describe: &str,
+) -> (Splits, Option<String>) {
+    if splits.test.as_ref().is_some_and(|t| t.labels.is_some()) {
+        return (splits, None);
+    }
+    if splits.train.labels.is_none() {
+        return (
+            splits,
+            Some(format!(
+                "{describe} has no labels: kNN and the linear probe cannot be measured, and no \
+                 diagnostics are computed during training"
+            )),
+        );
+    }
+    let total = splits.train.len();
+    let held = (total / 10).min(settings.query_size).max(2);
+    if total < held + 2 {
+        return (
+            splits,
+            Some(format!(
+                "{describe} has no labelled test split and too few images ({total}) to hold \
+                 some out: nothing is evaluated"
+            )),
+        );
+    }
+    let mut order: Vec<usize> = (0..total).collect();
+    order.shuffle(&mut rng(seed, Stream::HoldOut));
+    let (test, train) = order.split_at(held);
+    let mut train = train.to_vec();
+    train.sort_unstable();
+    let mut test = test.to_vec();
+    test.sort_unstable();
+    splits.test = Some(splits.train.subset(&test));
+    splits.train = splits.train.subset(&train);
+    (
+        splits,
+        Some(format!(
+            "{describe} has no labelled test split: {held} of its {total} training images are \
+             held out as one (training does not see them; kNN, the diagnostics and `eval` use \
+             them)"
+        )),
+    )
 }
 
 /// The training images: the training split, with the unlabeled split appended (STL-10).
@@ -97,7 +152,12 @@ impl ImageRun {
     /// A fresh run: loads the data, builds the network from the seed.
     pub fn new(config: TrainConfig, device: &Device) -> Result<Self, SessionError> {
         config.validate()?;
-        let splits = config.data.load(config.seed)?;
+        let (splits, note) = with_test_split(
+            config.data.load(config.seed)?,
+            &config.eval,
+            config.seed,
+            &config.data.describe(),
+        );
         let images = training_images(&splits);
         if images.len() < config.batch_size {
             return Err(SessionError::Setup {
@@ -165,6 +225,7 @@ impl ImageRun {
             loader: None,
             past_wait_secs: 0.0,
             rows_embedded: AtomicU64::new(0),
+            notes: note.into_iter().collect(),
         })
     }
 
@@ -416,6 +477,10 @@ impl Run for ImageRun {
         }
     }
 
+    fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
     fn rows_embedded(&self) -> u64 {
         self.rows_embedded.load(Ordering::Relaxed)
     }
@@ -460,7 +525,12 @@ impl Run for ImageRun {
     /// The labelled training split (a seeded subset of at most `max_bank`) and the labelled
     /// test split, through the encoder (plain views).
     fn labelled_features(&self, max_bank: usize) -> Result<LabelledFeatures, SessionError> {
-        let splits = self.config.data.load(self.config.seed)?;
+        let (splits, _) = with_test_split(
+            self.config.data.load(self.config.seed)?,
+            &self.config.eval,
+            self.config.seed,
+            &self.config.data.describe(),
+        );
         let setup = |reason: &str| SessionError::Setup {
             what: format!("evaluating on {}", self.config.data.describe()),
             reason: reason.to_owned(),

@@ -144,6 +144,11 @@ pub trait Run: Send {
     /// The schedules at step `step`.
     fn schedule(&self, step: u64) -> Schedule;
     fn cadence(&self) -> Cadence;
+    /// What the user should be told once about this run (e.g. a test split held out of the
+    /// training split); the drivers print or show them.
+    fn notes(&self) -> &[String] {
+        &[]
+    }
     /// Rows (points, images, views) embedded outside training so far: what evaluation and the
     /// display cost, counted so that their cost can be checked and profiled.
     fn rows_embedded(&self) -> u64;
