@@ -10,7 +10,7 @@ use msbreg::method::forces::{brownian_directions, tensor_2d};
 use msbreg::method::{Dynamics, Learner, OptimizerConfig, OptimizerKind, StepError};
 use msbreg::model::{SandboxNetConfig, seeded_init};
 use msbreg::seed::{Stream, rng};
-use msbreg::session::{MetricsRecord, Run as _, RunFolder, SandboxRun, read_metrics};
+use msbreg::session::{MetricsRecord, Parts, Run as _, RunFolder, SandboxRun, read_metrics};
 
 fn short_config() -> SimConfig {
     let mut config = Preset::Msbreg.config();
@@ -49,7 +49,10 @@ fn a_sandbox_run_restored_from_its_checkpoint_continues_bit_for_bit() {
     };
     drive(&mut run, &folder, options, |_| {}).expect("runs to step 12");
     drop(run);
-    let mut restored = folder.reopen(&device).expect("reopens at its checkpoint");
+    let (mut restored, notes) = folder
+        .reopen(&device, Parts::All)
+        .expect("reopens at its checkpoint");
+    assert!(notes.is_empty(), "{notes:?}");
     assert_eq!(restored.steps_done(), 12);
     assert_eq!(
         folder.keep_metrics_through(12).expect("rewrites"),

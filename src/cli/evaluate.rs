@@ -14,6 +14,9 @@ pub fn eval_command(
 ) -> anyhow::Result<()> {
     eprintln!("evaluating the run {} ...", dir.display());
     let result = evaluate_folder(dir, &backend.device, max_train, probe_epochs)?;
+    for note in &result.notes {
+        eprintln!("note: {note}");
+    }
     println!(
         "step {}: kNN (k = {}, T = {}) top-1 {:.4} | linear probe top-1 {:.4} | bank {} images, \
          test {} images",
@@ -37,7 +40,10 @@ pub fn export_command(
 ) -> anyhow::Result<()> {
     let out = out.unwrap_or(dir);
     std::fs::create_dir_all(out)?;
-    let written = export_folder(dir, &backend.device, limit, out)?;
+    let (written, notes) = export_folder(dir, &backend.device, limit, out)?;
+    for note in &notes {
+        eprintln!("note: {note}");
+    }
     println!(
         "wrote {} rows to {} and {} (load both at projector.tensorflow.org)",
         written,

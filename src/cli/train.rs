@@ -11,7 +11,7 @@ use msbreg::config::{Preset, TrainConfig, Workload};
 use msbreg::data::source::DataSource;
 use msbreg::headless::{DriveOptions, Progress, drive};
 use msbreg::model::EncoderKind;
-use msbreg::session::{self, RunFolder};
+use msbreg::session::{self, Parts, RunFolder};
 
 use super::progress_bar;
 
@@ -189,9 +189,12 @@ pub fn train_command(
 ) -> anyhow::Result<()> {
     let (mut run, folder) = if let Some(dir) = &args.resume {
         let folder = RunFolder::open(dir)?;
-        let run = folder
-            .reopen(&backend.device)
+        let (run, notes) = folder
+            .reopen(&backend.device, Parts::All)
             .with_context(|| format!("resuming {}", dir.display()))?;
+        for note in notes {
+            eprintln!("note: {note}");
+        }
         if run.steps_done() >= run.total_steps() {
             println!(
                 "{} has done all its {} steps; nothing to resume (raise `steps`, `epochs` or \

@@ -18,7 +18,7 @@ use super::HeadlessError;
 use crate::diagnostics::knn_accuracy;
 use crate::model::seeded_init;
 use crate::seed::{Stream, rng};
-use crate::session::{RunFolder, write_atomic};
+use crate::session::{Parts, RunFolder, write_atomic};
 
 /// Mini-batch size of the linear probe.
 const PROBE_BATCH: usize = 256;
@@ -142,6 +142,8 @@ pub struct EvalReport {
     pub knn_temperature: f64,
     pub knn_acc: f64,
     pub linear_probe_acc: f64,
+    /// What the user should know (an older checkpoint taken, a held-out test split).
+    pub notes: Vec<String>,
 }
 
 /// kNN and linear probe of the encoder at the newest checkpoint of the run in `dir`: the
@@ -154,7 +156,8 @@ pub fn evaluate_folder(
     probe_epochs: usize,
 ) -> Result<EvalReport, HeadlessError> {
     let folder = RunFolder::open(dir)?;
-    let run = folder.reopen(device)?;
+    let (run, mut notes) = folder.reopen(device, Parts::Weights)?;
+    notes.extend(run.notes().iter().cloned());
     let features = run.labelled_features(max_train)?;
     let knn = run.knn();
     let knn_acc = knn_accuracy(
@@ -184,20 +187,22 @@ pub fn evaluate_folder(
         knn_temperature: knn.temperature,
         knn_acc,
         linear_probe_acc,
+        notes,
     })
 }
 
 /// Writes `vectors.tsv` (encoder features of at most `limit` held-out items, one row each) and
 /// `metadata.tsv` (a header, then label and class name) into `out`, for the TensorBoard
-/// Embedding Projector. Reads the run in `dir` only. Returns the rows written.
+/// Embedding Projector. Reads the run in `dir` only. Returns the rows written and notes.
 pub fn export_folder(
     dir: &Path,
     device: &Device,
     limit: usize,
     out: &Path,
-) -> Result<usize, HeadlessError> {
+) -> Result<(usize, Vec<String>), HeadlessError> {
     let folder = RunFolder::open(dir)?;
-    let run = folder.reopen(device)?;
+    let (run, mut notes) = folder.reopen(device, Parts::Weights)?;
+    notes.extend(run.notes().iter().cloned());
     let features = run.labelled_features(0)?;
     let rows = features.query_labels.len().min(limit);
     let dim = features.dim.max(1);
@@ -217,5 +222,5 @@ pub fn export_folder(
     }
     write_atomic(&out.join("vectors.tsv"), vectors.as_bytes())?;
     write_atomic(&out.join("metadata.tsv"), metadata.as_bytes())?;
-    Ok(rows)
+    Ok((rows, notes))
 }

@@ -15,7 +15,7 @@ use burn::optim::OptimizerRecord;
 use burn::store::ModuleRecord;
 use serde::{Deserialize, Serialize};
 
-use super::{SessionError, read_err, write_err};
+use super::{Parts, SessionError, read_err, write_err};
 use crate::method::{Learner, OptimizerConfig};
 use crate::model::Embedder;
 
@@ -71,11 +71,25 @@ pub(super) fn save_learner<E: Embedder>(
         .map_err(|e| write_err(&optimizer_path, format!("{e:?}")))
 }
 
-/// The learner restored from the parts in `dir`, shaped like `learner`.
+/// Why a record does not load into the network: most often a config.toml edited after the
+/// run (another width or depth).
+fn mismatch(path: &Path, err: impl std::fmt::Debug) -> SessionError {
+    read_err(
+        path,
+        format!(
+            "does not fit the network that config.toml describes (was config.toml edited after \
+             the run? the model keys must stay as the checkpoint was written): {err:?}"
+        ),
+    )
+}
+
+/// The learner restored from the parts in `dir`, shaped like `learner`; with
+/// [`Parts::Weights`] the optimiser state stays `learner`'s own.
 pub(super) fn load_learner<E: Embedder>(
     learner: &Learner<E>,
     optimizer: &OptimizerConfig,
     dir: &Path,
+    parts: Parts,
 ) -> Result<Learner<E>, SessionError> {
     let online_path = dir.join("online.bpk");
     let record =
@@ -84,7 +98,7 @@ pub(super) fn load_learner<E: Embedder>(
         .online()
         .clone()
         .try_load_record(record)
-        .map_err(|e| read_err(&online_path, format!("{e:?}")))?;
+        .map_err(|e| mismatch(&online_path, e))?;
     let target_path = dir.join("target.bpk");
     let target = if target_path.is_file() {
         let record = ModuleRecord::load(&target_path)
@@ -94,16 +108,21 @@ pub(super) fn load_learner<E: Embedder>(
                 .embedder
                 .clone()
                 .try_load_record(record)
-                .map_err(|e| read_err(&target_path, format!("{e:?}")))?
+                .map_err(|e| mismatch(&target_path, e))?
                 .no_grad(),
         )
     } else {
         None
     };
-    let optimizer_path = dir.join("optimizer.bpk");
-    let record = OptimizerRecord::load(&optimizer_path)
-        .map_err(|e| read_err(&optimizer_path, format!("{e:?}")))?;
-    let optimizer = optimizer.build(&online).load_record(record);
+    let optimizer = match parts {
+        Parts::Weights => optimizer.build(&online),
+        Parts::All => {
+            let optimizer_path = dir.join("optimizer.bpk");
+            let record = OptimizerRecord::load(&optimizer_path)
+                .map_err(|e| read_err(&optimizer_path, format!("{e:?}")))?;
+            optimizer.build(&online).load_record(record)
+        }
+    };
     Ok(Learner::from_parts(online, target, optimizer))
 }
 

@@ -13,7 +13,7 @@ use burn::tensor::Device;
 
 use super::checkpoint::{list_checkpoints, write_checkpoint};
 use super::metrics::MetricsRecord;
-use super::{Run, SessionError, open, read_err, write_err};
+use super::{Parts, Run, SessionError, open, read_err, write_err};
 use crate::config::{ConfigError, RunSettings, SimConfig, TrainConfig, Workload};
 
 /// Writes `bytes` to `path` through a temporary file beside it and a rename.
@@ -209,13 +209,40 @@ impl RunFolder {
         })
     }
 
-    /// The run at its newest checkpoint, in memory. Reads only: the folder is not changed.
-    pub fn reopen(&self, device: &Device) -> Result<Box<dyn Run>, SessionError> {
+    /// The run at its newest checkpoint that loads, in memory, with `parts` restored. Reads
+    /// only: the folder is not changed. When newer checkpoints are damaged, an older intact
+    /// one is taken and the returned notes say which and why.
+    pub fn reopen(
+        &self,
+        device: &Device,
+        parts: Parts,
+    ) -> Result<(Box<dyn Run>, Vec<String>), SessionError> {
         let workload = self.read_workload()?;
-        let (_, dir) = self.newest_checkpoint()?;
+        let newest = self.newest_checkpoint()?;
         let mut run = open(&workload, device)?;
-        run.load_checkpoint(&dir)?;
-        Ok(run)
+        let mut notes = Vec::new();
+        let mut first_error = None;
+        for (step, dir) in list_checkpoints(&self.path)?.into_iter().rev() {
+            match run.load_checkpoint(&dir, parts) {
+                Ok(()) => {
+                    if step != newest.0 {
+                        notes.push(format!(
+                            "the newer checkpoints could not be read, so the one at step {step} \
+                             is used ({})",
+                            first_error
+                                .as_ref()
+                                .map_or_else(String::new, ToString::to_string)
+                        ));
+                    }
+                    return Ok((run, notes));
+                }
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        // None loads: the newest one's reason (the older ones fail the same way, most often).
+        Err(first_error.unwrap_or_else(|| read_err(&newest.1, "no checkpoint loads")))
     }
 }
 

@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 
 use super::checkpoint::{CheckpointState, load_learner, save_learner};
 use super::{
-    Cadence, DisplaySet, LabelledFeatures, Preview, Run, Schedule, SessionError, read_err,
+    Cadence, DisplaySet, LabelledFeatures, Parts, Preview, Run, Schedule, SessionError, read_err,
 };
 use crate::config::{DISPLAY_POINTS, EvalSettings, RunSettings, TrainConfig, Workload};
 use crate::data::augment::{augment_view, channel_stats, plain_view};
@@ -570,7 +570,7 @@ impl Run for ImageRun {
         .write(dir)
     }
 
-    fn load_checkpoint(&mut self, dir: &Path) -> Result<(), SessionError> {
+    fn load_checkpoint(&mut self, dir: &Path, parts: Parts) -> Result<(), SessionError> {
         let state = CheckpointState::read(dir)?;
         if state.step > self.total_steps {
             return Err(read_err(
@@ -581,7 +581,7 @@ impl Run for ImageRun {
                 ),
             ));
         }
-        self.learner = load_learner(&self.learner, &self.config.optimizer, dir)?;
+        self.learner = load_learner(&self.learner, &self.config.optimizer, dir, parts)?;
         self.step = state.step;
         if let Some(loader) = self.loader.take() {
             self.past_wait_secs += loader.wait_secs();

@@ -68,6 +68,16 @@ pub(crate) fn read_err(path: &Path, reason: impl std::fmt::Display) -> SessionEr
     }
 }
 
+/// What a checkpoint restores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parts {
+    /// Everything a run needs to continue: weights, target, optimiser state, step, streams.
+    All,
+    /// What evaluation needs: the weights and the step (a damaged `optimizer.bpk` does not
+    /// matter).
+    Weights,
+}
+
 /// What a hovered particle shows.
 #[derive(Clone, Debug)]
 pub enum Preview {
@@ -173,8 +183,9 @@ pub trait Run: Send {
     fn labelled_features(&self, max_bank: usize) -> Result<LabelledFeatures, SessionError>;
     /// Writes the run's state into the (empty) folder `dir`.
     fn save_checkpoint(&self, dir: &Path) -> Result<(), SessionError>;
-    /// Restores the state written by [`Run::save_checkpoint`] into `dir`.
-    fn load_checkpoint(&mut self, dir: &Path) -> Result<(), SessionError>;
+    /// Restores `parts` of the state written by [`Run::save_checkpoint`] into `dir`; on an
+    /// error the run is unchanged.
+    fn load_checkpoint(&mut self, dir: &Path, parts: Parts) -> Result<(), SessionError>;
     /// The files a finished (or stopped) headless run leaves besides config, metrics and
     /// checkpoints; returns their names.
     fn write_outputs(&self, _out: &Path) -> Result<Vec<String>, SessionError> {

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use super::checkpoint::{CheckpointState, load_learner, save_learner};
 use super::folder::write_atomic;
 use super::{
-    Cadence, DisplaySet, LabelledFeatures, Preview, Run, Schedule, SessionError, write_err,
+    Cadence, DisplaySet, LabelledFeatures, Parts, Preview, Run, Schedule, SessionError, write_err,
 };
 use crate::config::{RunSettings, SimConfig, Workload};
 use crate::data::sandbox::{PointSet, generate, make_views};
@@ -294,15 +294,25 @@ impl Run for SandboxRun {
         .write(dir)
     }
 
-    fn load_checkpoint(&mut self, dir: &Path) -> Result<(), SessionError> {
+    fn load_checkpoint(&mut self, dir: &Path, parts: Parts) -> Result<(), SessionError> {
         let state = CheckpointState::read(dir)?;
+        if state.step > self.total_steps() {
+            return Err(super::read_err(
+                &dir.join("state.json"),
+                format!(
+                    "step {} is past the run's {} steps (config.toml and the checkpoint disagree)",
+                    state.step,
+                    self.total_steps()
+                ),
+            ));
+        }
         let Some([batch_words, brownian_words]) = state.stream_words else {
             return Err(super::read_err(
                 &dir.join("state.json"),
                 "no `stream_words`: not a sandbox checkpoint",
             ));
         };
-        self.learner = load_learner(&self.learner, &self.config.optimizer, dir)?;
+        self.learner = load_learner(&self.learner, &self.config.optimizer, dir, parts)?;
         self.batch_rng = rng(self.config.seed, Stream::Batches);
         self.batch_rng.set_word_pos(batch_words);
         self.brownian_rng = rng(self.config.seed, Stream::Brownian);
