@@ -110,3 +110,30 @@ fn a_set_value_cannot_add_keys_and_errors_name_the_flag() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains("not a config key"), "{stderr}");
 }
+
+#[test]
+fn settings_that_cannot_fit_in_memory_are_refused_by_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (set, key) in [
+        ("image_side=100000", "image_side"),
+        ("model.embed_dim=100000000", "model.embed_dim"),
+    ] {
+        let out = dir.path().join(key);
+        let result = train(&["--set", set], &out);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(!result.status.success(), "{set} was accepted");
+        assert!(
+            stderr.contains(key) && stderr.contains("GiB are available"),
+            "{set}: {stderr}"
+        );
+        assert!(!stderr.contains("memory allocation of"), "{stderr}");
+        assert!(!out.exists(), "no folder left behind for {set}");
+    }
+    let out = dir.path().join("sim");
+    let result = msbreg()
+        .args(["simulate", "--steps", "1", "--out"])
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert!(result.status.success(), "the default sandbox fits");
+}

@@ -72,7 +72,7 @@ pub fn simulate_command(choice: BackendChoice, args: &SimulateArgs) -> anyhow::R
     );
 
     let bar = progress_bar(config.steps as u64, 0);
-    let mut run = SandboxRun::new(config.clone(), &backend.device);
+    let mut run = SandboxRun::try_new(config.clone(), &backend.device)?;
     let outcome = drive(
         &mut run,
         &folder,

@@ -223,7 +223,14 @@ pub fn train_command(
         };
         let folder = RunFolder::create(&out, args.overwrite)?;
         eprintln!("loading {} ...", config.data.describe());
-        let run = session::open(&Workload::Images(config), &backend.device)?;
+        let run = match session::open(&Workload::Images(config), &backend.device) {
+            Ok(run) => run,
+            Err(err) => {
+                // Leave no empty folder behind for a run that never started.
+                let _ = std::fs::remove_dir(folder.path());
+                return Err(err.into());
+            }
+        };
         (run, folder)
     };
     for note in run.notes() {

@@ -250,6 +250,6 @@ pub fn simulate(
 ) -> Result<Outcome, HeadlessError> {
     config.validate().map_err(SessionError::from)?;
     let folder = RunFolder::create(out, false)?;
-    let mut run = crate::session::SandboxRun::new(config.clone(), device);
+    let mut run = crate::session::SandboxRun::try_new(config.clone(), device)?;
     drive(&mut run, &folder, DriveOptions::default(), on_progress)
 }

@@ -175,6 +175,15 @@ impl ImageRun {
             config.image_side
         };
         let channels = images.shape.channels;
+        super::memory::image_run(
+            config.model.encoder,
+            channels,
+            side,
+            config.batch_size * config.views,
+            config.model.head_hidden,
+            config.model.embed_dim,
+        )
+        .check(super::memory::available_bytes())?;
         let (mean, std) = channel_stats(&images.pixels, channels);
         let plan = Arc::new(BatchPlan {
             seed: config.seed,

@@ -16,6 +16,7 @@
 mod checkpoint;
 mod folder;
 mod image;
+pub mod memory;
 mod metrics;
 mod sandbox;
 
@@ -200,7 +201,7 @@ pub trait Run: Send {
 pub fn open(workload: &Workload, device: &Device) -> Result<Box<dyn Run>, SessionError> {
     workload.settings().validate()?;
     Ok(match workload {
-        Workload::Sandbox(config) => Box::new(SandboxRun::new(config.clone(), device)),
+        Workload::Sandbox(config) => Box::new(SandboxRun::try_new(config.clone(), device)?),
         Workload::Images(config) => Box::new(ImageRun::new(config.clone(), device)?),
     })
 }

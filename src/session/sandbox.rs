@@ -95,6 +95,24 @@ impl SandboxRun {
         }
     }
 
+    /// [`SandboxRun::new`] after checking that the run fits in the memory there is.
+    ///
+    /// # Errors
+    /// The estimate, naming the setting that dominates it, when it does not fit.
+    pub fn try_new(config: SimConfig, device: &Device) -> Result<Self, SessionError> {
+        let model = &config.model;
+        super::memory::sandbox_run(
+            config.data.input_dim(),
+            model.encoder_hidden,
+            model.feature_dim,
+            model.head_hidden,
+            model.embed_dim,
+            config.batch_size * config.views.count,
+        )
+        .check(super::memory::available_bytes())?;
+        Ok(Self::new(config, device))
+    }
+
     pub fn config(&self) -> &SimConfig {
         &self.config
     }
