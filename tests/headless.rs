@@ -8,7 +8,7 @@ use std::process::Command;
 
 use msbreg::config::TrainConfig;
 use msbreg::headless::{HeadlessError, linear_probe};
-use msbreg::session::RunFolder;
+use msbreg::session::RunWriter;
 
 fn msbreg() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_msbreg"));
@@ -130,7 +130,7 @@ fn a_config_that_cannot_be_written_is_an_error_not_an_empty_file() {
     let err = config.to_toml().expect_err("not UTF-8");
     assert!(err.to_string().contains("TOML"), "{err}");
     let dir = tempfile::tempdir().expect("temp dir");
-    let folder = RunFolder::create(&dir.path().join("run"), false).expect("folder");
+    let folder = RunWriter::create(&dir.path().join("run"), false).expect("folder");
     folder
         .write_config(&config)
         .expect_err("refused, not written empty");

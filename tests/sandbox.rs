@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use burn::tensor::Device;
 use msbreg::config::{Preset, SimConfig};
 use msbreg::headless::{HeadlessError, simulate};
-use msbreg::session::{MetricsRecord, Run as _, RunFolder, SandboxRun, read_metrics};
+use msbreg::session::{MetricsRecord, Run as _, RunWriter, SandboxRun, read_metrics};
 
 /// The final metrics of a preset's default run (seed 0), computed once per test process.
 fn final_record(preset: Preset) -> &'static MetricsRecord {
@@ -148,7 +148,7 @@ fn a_run_folder_holds_config_metrics_and_embeddings() {
         assert!((norm - 1.0).abs() < 1e-3, "rows are normalised: {norm}");
     }
 
-    let again = RunFolder::create(&out, false).expect_err("a run is there");
+    let again = RunWriter::create(&out, false).expect_err("a run is there");
     assert!(again.to_string().contains("--overwrite"), "{again}");
 }
 

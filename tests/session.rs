@@ -10,7 +10,7 @@ use msbreg::method::forces::{brownian_directions, tensor_2d};
 use msbreg::method::{Dynamics, Learner, OptimizerConfig, OptimizerKind, StepError};
 use msbreg::model::{SandboxNetConfig, seeded_init};
 use msbreg::seed::{Stream, rng};
-use msbreg::session::{MetricsRecord, Parts, Run as _, RunFolder, SandboxRun, read_metrics};
+use msbreg::session::{MetricsRecord, Parts, Run as _, RunWriter, SandboxRun, read_metrics};
 
 fn short_config() -> SimConfig {
     let mut config = Preset::Msbreg.config();
@@ -36,13 +36,13 @@ fn comparable(mut records: Vec<MetricsRecord>) -> Vec<MetricsRecord> {
 fn a_sandbox_run_restored_from_its_checkpoint_continues_bit_for_bit() {
     let device = Device::flex();
     let whole = tempfile::tempdir().expect("temp dir");
-    let folder = RunFolder::create(whole.path(), false).expect("folder");
+    let folder = RunWriter::create(whole.path(), false).expect("folder");
     let mut run = SandboxRun::new(short_config(), &device);
     drive(&mut run, &folder, DriveOptions::default(), |_| {}).expect("runs");
     let expected = comparable(read_metrics(&folder.metrics_path()).expect("metrics"));
 
     let split = tempfile::tempdir().expect("temp dir");
-    let folder = RunFolder::create(split.path(), false).expect("folder");
+    let folder = RunWriter::create(split.path(), false).expect("folder");
     let mut run = SandboxRun::new(short_config(), &device);
     let options = DriveOptions {
         stop_after: Some(12),
@@ -67,7 +67,7 @@ fn a_sandbox_run_restored_from_its_checkpoint_continues_bit_for_bit() {
 #[test]
 fn resuming_drops_later_lines_atomically() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let folder = RunFolder::create(dir.path(), false).expect("folder");
+    let folder = RunWriter::create(dir.path(), false).expect("folder");
     std::fs::write(
         folder.metrics_path(),
         "{\"step\":0}\n{\"step\":10}\n{\"step\":20}\n",
@@ -76,6 +76,8 @@ fn resuming_drops_later_lines_atomically() {
     assert_eq!(folder.keep_metrics_through(10).expect("rewrites"), 2);
     let text = std::fs::read_to_string(folder.metrics_path()).expect("reads");
     assert_eq!(text, "{\"step\":0}\n{\"step\":10}\n");
+    // The writer's lock file goes with the writer.
+    drop(folder);
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .expect("lists")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -195,13 +197,13 @@ fn knn_embeds_the_bank_and_the_queries_once_each() {
 #[test]
 fn overwrite_removes_only_what_msbreg_wrote() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let folder = RunFolder::create(dir.path(), false).expect("folder");
+    let folder = RunWriter::create(dir.path(), false).expect("folder");
     let mut run = SandboxRun::new(short_config(), &Device::flex());
     drive(&mut run, &folder, DriveOptions::default(), |_| {}).expect("runs");
     let notes = dir.path().join("checkpoints").join("my-notes.txt");
     std::fs::write(&notes, "mine").expect("writes");
     std::fs::write(dir.path().join("README.txt"), "mine too").expect("writes");
-    RunFolder::create(dir.path(), true).expect("overwrites");
+    RunWriter::create(dir.path(), true).expect("overwrites");
     assert!(notes.is_file(), "the user's file inside checkpoints/ stays");
     assert!(dir.path().join("README.txt").is_file());
     assert!(!dir.path().join("metrics.jsonl").exists());

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use msbreg::backend::{self, BackendChoice};
 use msbreg::config::{Preset, SimConfig};
 use msbreg::headless::{DriveOptions, Progress, drive};
-use msbreg::session::{RunFolder, SandboxRun};
+use msbreg::session::{RunWriter, SandboxRun};
 
 use super::progress_bar;
 
@@ -57,7 +57,10 @@ pub fn simulate_command(choice: BackendChoice, args: &SimulateArgs) -> anyhow::R
     let Some(out) = &args.out else {
         anyhow::bail!("simulate needs --out DIR, the run folder to write");
     };
-    let folder = RunFolder::create(out, args.overwrite)?;
+    let folder = RunWriter::create(out, args.overwrite)?;
+    if let Some(stale) = folder.taken_over() {
+        eprintln!("{stale}");
+    }
 
     let backend = backend::select(choice)?;
     eprintln!("backend: {}", backend.describe());

@@ -11,7 +11,7 @@ use msbreg::config::{Preset, TrainConfig, Workload};
 use msbreg::data::source::DataSource;
 use msbreg::headless::{DriveOptions, Progress, drive};
 use msbreg::model::EncoderKind;
-use msbreg::session::{self, Parts, RunFolder};
+use msbreg::session::{self, Parts, RunWriter};
 
 use super::progress_bar;
 
@@ -188,7 +188,11 @@ pub fn train_command(
     default_out: impl FnOnce() -> anyhow::Result<PathBuf>,
 ) -> anyhow::Result<()> {
     let (mut run, folder) = if let Some(dir) = &args.resume {
-        let folder = RunFolder::open(dir)?;
+        // The lock before anything is read: the checkpoint and the metrics are this run's.
+        let folder = RunWriter::open_for_writing(dir)?;
+        if let Some(stale) = folder.taken_over() {
+            eprintln!("{stale}");
+        }
         let (run, notes) = folder
             .reopen(&backend.device, Parts::All)
             .with_context(|| format!("resuming {}", dir.display()))?;
@@ -221,13 +225,19 @@ pub fn train_command(
             Some(out) => out.clone(),
             None => default_out()?,
         };
-        let folder = RunFolder::create(&out, args.overwrite)?;
+        let folder = RunWriter::create(&out, args.overwrite)?;
+        if let Some(stale) = folder.taken_over() {
+            eprintln!("{stale}");
+        }
         eprintln!("loading {} ...", config.data.describe());
         let run = match session::open(&Workload::Images(config), &backend.device) {
             Ok(run) => run,
             Err(err) => {
-                // Leave no empty folder behind for a run that never started.
-                let _ = std::fs::remove_dir(folder.path());
+                // Leave no empty folder behind for a run that never started (the lock file
+                // goes with the writer).
+                let path = folder.path().to_owned();
+                drop(folder);
+                let _ = std::fs::remove_dir(&path);
                 return Err(err.into());
             }
         };

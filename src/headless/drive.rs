@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::HeadlessError;
 use crate::method::StepReport;
 use crate::session::nan_diagnostics;
-use crate::session::{MetricsRecord, Run, RunFolder, SessionError, list_checkpoints};
+use crate::session::{MetricsRecord, Run, RunWriter, SessionError, list_checkpoints};
 
 /// How far one call of [`drive`] goes.
 #[derive(Clone, Copy, Debug, Default)]
@@ -57,7 +57,7 @@ pub struct Outcome {
 #[allow(clippy::too_many_lines)] // the training loop, read top to bottom
 pub fn drive(
     run: &mut dyn Run,
-    folder: &RunFolder,
+    folder: &RunWriter,
     options: DriveOptions,
     mut on_progress: impl FnMut(&Progress),
 ) -> Result<Outcome, HeadlessError> {
@@ -249,7 +249,7 @@ pub fn simulate(
     on_progress: impl FnMut(&Progress),
 ) -> Result<Outcome, HeadlessError> {
     config.validate().map_err(SessionError::from)?;
-    let folder = RunFolder::create(out, false)?;
+    let folder = RunWriter::create(out, false)?;
     let mut run = crate::session::SandboxRun::try_new(config.clone(), device)?;
     drive(&mut run, &folder, DriveOptions::default(), on_progress)
 }

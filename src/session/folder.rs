@@ -1,9 +1,16 @@
 //! The run folder: `config.toml`, `metrics.jsonl`, `checkpoints/`, and one writer for each.
 //!
-//! Readers never write: [`RunFolder::open`] and [`RunFolder::reopen`] (what `eval` and `export`
-//! use) only read. Writers write beside and rename ([`write_atomic`]), so a crash leaves the
-//! old file or the new one, never half of one; `metrics.jsonl` is appended line by line and
-//! flushed, so a run stopped at any point keeps every line it logged.
+//! Two types, one per role. [`RunFolder`] reads: [`RunFolder::open`] and [`RunFolder::reopen`]
+//! (what `eval` and `export` use) change nothing and take no lock. [`RunWriter`] writes, and
+//! is the only way to: it can only be made by taking the folder's lock
+//! ([`RunWriter::create`] for a fresh run, [`RunWriter::open_for_writing`] to resume), holds
+//! it for its lifetime, and reads through [`RunFolder`] (it dereferences to one). Why two
+//! types rather than a lock checked at every write: a reader cannot write by mistake (the
+//! compiler refuses), and no write can find the lock missing at run time.
+//!
+//! Writers write beside and rename ([`write_atomic`]), so a crash leaves the old file or the
+//! new one, never half of one; `metrics.jsonl` is appended line by line and flushed, so a run
+//! stopped at any point keeps every line it logged.
 
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
@@ -12,6 +19,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 
 use super::checkpoint::{list_checkpoints, write_checkpoint};
+use super::lock::{RunLock, StaleLock};
 use super::metrics::MetricsRecord;
 use super::{Parts, Run, SessionError, open, read_err, write_err};
 use crate::config::{ConfigError, RunSettings, SimConfig, TrainConfig, Workload};
@@ -66,50 +74,14 @@ fn remove_what_msbreg_wrote(out: &Path) -> Result<(), SessionError> {
     Ok(())
 }
 
-/// A run folder on disk.
+/// A run folder on disk, to read.
 #[derive(Clone, Debug)]
 pub struct RunFolder {
     path: PathBuf,
 }
 
 impl RunFolder {
-    /// Makes `out` ready for a new run, creating it.
-    ///
-    /// # Errors
-    /// If it is a file, its parent folder is missing, or it already holds a run and
-    /// `overwrite` is false (with `overwrite`, the old metrics and checkpoints are removed).
-    pub fn create(out: &Path, overwrite: bool) -> Result<Self, SessionError> {
-        let err = |reason: String| SessionError::Setup {
-            what: format!("output folder {}", out.display()),
-            reason,
-        };
-        if out.is_file() {
-            return Err(err("is a file; choose a folder".to_owned()));
-        }
-        if out.join("metrics.jsonl").exists() && !overwrite {
-            return Err(err(
-                "already holds a run (metrics.jsonl); choose another --out or pass --overwrite"
-                    .to_owned(),
-            ));
-        }
-        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty())
-            && !parent.is_dir()
-        {
-            return Err(err(format!(
-                "its parent folder {} does not exist; create it first or choose another --out",
-                parent.display()
-            )));
-        }
-        std::fs::create_dir_all(out).map_err(|e| write_err(out, e))?;
-        if overwrite {
-            remove_what_msbreg_wrote(out)?;
-        }
-        Ok(Self {
-            path: out.to_owned(),
-        })
-    }
-
-    /// An existing run folder (one with a `config.toml`); nothing is written.
+    /// An existing run folder (one with a `config.toml`); nothing is written, no lock taken.
     pub fn open(dir: &Path) -> Result<Self, SessionError> {
         let config = dir.join("config.toml");
         if !config.is_file() {
@@ -155,42 +127,6 @@ impl RunFolder {
         Ok(workload)
     }
 
-    /// Writes `config.toml` (every key), atomically.
-    pub fn write_config(&self, settings: &dyn RunSettings) -> Result<(), SessionError> {
-        let text = settings.to_toml()?;
-        write_atomic(&self.path.join("config.toml"), text.as_bytes())
-    }
-
-    /// The writer that appends to `metrics.jsonl`.
-    pub fn metrics_writer(&self) -> Result<MetricsWriter, SessionError> {
-        MetricsWriter::append(&self.metrics_path())
-    }
-
-    /// Keeps the metrics lines up to `step` (dropping those a resumed run will log again),
-    /// rewriting `metrics.jsonl` atomically; returns the lines kept.
-    pub fn keep_metrics_through(&self, step: u64) -> Result<usize, SessionError> {
-        let path = self.metrics_path();
-        if !path.is_file() {
-            return Ok(0);
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| read_err(&path, e))?;
-        let kept: Vec<&str> = text
-            .lines()
-            .filter(|line| {
-                serde_json::from_str::<serde_json::Value>(line)
-                    .ok()
-                    .and_then(|v| v["step"].as_u64())
-                    .is_some_and(|s| s <= step)
-            })
-            .collect();
-        let mut out = kept.join("\n");
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        write_atomic(&path, out.as_bytes())?;
-        Ok(kept.len())
-    }
-
     /// The newest checkpoint: (step, folder).
     pub fn newest_checkpoint(&self) -> Result<(u64, PathBuf), SessionError> {
         list_checkpoints(&self.path)?.pop().ok_or_else(|| {
@@ -199,13 +135,6 @@ impl RunFolder {
                 "no checkpoint (checkpoints/step-*); train it first, or `--stop-after 0` for \
                  the initial weights",
             )
-        })
-    }
-
-    /// Writes a checkpoint of `run` at its current step, keeping the newest `keep`.
-    pub fn write_checkpoint(&self, run: &dyn Run, keep: usize) -> Result<PathBuf, SessionError> {
-        write_checkpoint(&self.path, run.steps_done(), keep, |dir| {
-            run.save_checkpoint(dir)
         })
     }
 
@@ -243,6 +172,138 @@ impl RunFolder {
         }
         // None loads: the newest one's reason (the older ones fail the same way, most often).
         Err(first_error.unwrap_or_else(|| read_err(&newest.1, "no checkpoint loads")))
+    }
+}
+
+/// A run folder held for writing: the folder's lock ([`RunLock`]) is held until this is
+/// dropped, so no other writer (`train`, `train --resume`, `simulate`, in this process or
+/// another) can write it meanwhile. Reads go through the [`RunFolder`] it dereferences to.
+#[derive(Debug)]
+pub struct RunWriter {
+    folder: RunFolder,
+    lock: RunLock,
+    taken_over: Option<StaleLock>,
+}
+
+impl std::ops::Deref for RunWriter {
+    type Target = RunFolder;
+
+    fn deref(&self) -> &RunFolder {
+        &self.folder
+    }
+}
+
+impl RunWriter {
+    /// Makes `out` ready for a new run, creating it, and takes its lock.
+    ///
+    /// # Errors
+    /// If it is a file, its parent folder is missing, another writer holds it
+    /// ([`SessionError::Busy`]), or it already holds a run and `overwrite` is false (with
+    /// `overwrite`, the old metrics and checkpoints are removed). The lock file (`.lock`) is
+    /// no run, and is not removed.
+    pub fn create(out: &Path, overwrite: bool) -> Result<Self, SessionError> {
+        let err = |reason: String| SessionError::Setup {
+            what: format!("output folder {}", out.display()),
+            reason,
+        };
+        if out.is_file() {
+            return Err(err("is a file; choose a folder".to_owned()));
+        }
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            return Err(err(format!(
+                "its parent folder {} does not exist; create it first or choose another --out",
+                parent.display()
+            )));
+        }
+        std::fs::create_dir_all(out).map_err(|e| write_err(out, e))?;
+        // The lock first: what the folder holds is only known once nobody else writes it.
+        let (lock, taken_over) = RunLock::acquire(out)?;
+        if out.join("metrics.jsonl").exists() && !overwrite {
+            return Err(err(
+                "already holds a run (metrics.jsonl); choose another --out or pass --overwrite"
+                    .to_owned(),
+            ));
+        }
+        if overwrite {
+            remove_what_msbreg_wrote(out)?;
+        }
+        Ok(Self {
+            folder: RunFolder {
+                path: out.to_owned(),
+            },
+            lock,
+            taken_over,
+        })
+    }
+
+    /// An existing run folder (one with a `config.toml`), to continue: takes its lock.
+    ///
+    /// # Errors
+    /// If it is no run folder, or another writer holds it ([`SessionError::Busy`]).
+    pub fn open_for_writing(dir: &Path) -> Result<Self, SessionError> {
+        let folder = RunFolder::open(dir)?;
+        let (lock, taken_over) = RunLock::acquire(dir)?;
+        Ok(Self {
+            folder,
+            lock,
+            taken_over,
+        })
+    }
+
+    /// The stale lock this writer took over (a writer that ended without releasing the
+    /// folder, e.g. killed), for the caller to report.
+    pub fn taken_over(&self) -> Option<&StaleLock> {
+        self.taken_over.as_ref()
+    }
+
+    /// The lock file this writer holds.
+    pub fn lock_path(&self) -> &Path {
+        self.lock.path()
+    }
+
+    /// Writes `config.toml` (every key), atomically.
+    pub fn write_config(&self, settings: &dyn RunSettings) -> Result<(), SessionError> {
+        let text = settings.to_toml()?;
+        write_atomic(&self.folder.path.join("config.toml"), text.as_bytes())
+    }
+
+    /// The writer that appends to `metrics.jsonl`.
+    pub fn metrics_writer(&self) -> Result<MetricsWriter, SessionError> {
+        MetricsWriter::append(&self.metrics_path())
+    }
+
+    /// Keeps the metrics lines up to `step` (dropping those a resumed run will log again),
+    /// rewriting `metrics.jsonl` atomically; returns the lines kept.
+    pub fn keep_metrics_through(&self, step: u64) -> Result<usize, SessionError> {
+        let path = self.metrics_path();
+        if !path.is_file() {
+            return Ok(0);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| read_err(&path, e))?;
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v["step"].as_u64())
+                    .is_some_and(|s| s <= step)
+            })
+            .collect();
+        let mut out = kept.join("\n");
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        write_atomic(&path, out.as_bytes())?;
+        Ok(kept.len())
+    }
+
+    /// Writes a checkpoint of `run` at its current step, keeping the newest `keep`.
+    pub fn write_checkpoint(&self, run: &dyn Run, keep: usize) -> Result<PathBuf, SessionError> {
+        write_checkpoint(&self.folder.path, run.steps_done(), keep, |dir| {
+            run.save_checkpoint(dir)
+        })
     }
 }
 

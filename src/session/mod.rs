@@ -1,7 +1,7 @@
 //! A run in memory, whatever it trains on: the [`Run`] trait that the sandbox
 //! ([`SandboxRun`]) and image pretraining ([`ImageRun`]) both implement, and the run folder it
 //! is kept in (`folder`: `config.toml`, `metrics.jsonl`, `checkpoints/`), with one writer for
-//! each file.
+//! each file, and the lock that lets one process at a time write a folder (`lock`).
 //!
 //! Everything that drives a run goes through [`Run`]: the headless loop (`crate::headless`)
 //! and the app's trainer thread (`crate::trainer`) alike, so a feature written against it
@@ -16,6 +16,7 @@
 mod checkpoint;
 mod folder;
 mod image;
+mod lock;
 pub mod memory;
 mod metrics;
 mod sandbox;
@@ -25,8 +26,9 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 
 pub use checkpoint::{CheckpointState, list_checkpoints};
-pub use folder::{MetricsWriter, RunFolder, write_atomic};
+pub use folder::{MetricsWriter, RunFolder, RunWriter, write_atomic};
 pub use image::ImageRun;
+pub use lock::{LOCK_FILE, LockHolder, RunLock, StaleLock};
 pub use metrics::{MetricsRecord, nan_diagnostics, read_metrics};
 pub use sandbox::SandboxRun;
 
@@ -53,6 +55,12 @@ pub enum SessionError {
     Write { path: PathBuf, reason: String },
     #[error("cannot read {path}: {reason}")]
     Read { path: PathBuf, reason: String },
+    /// Another writer holds the run folder's lock.
+    #[error(
+        "run folder {} is being written by {holder}; wait for it to end or choose another folder",
+        dir.display()
+    )]
+    Busy { dir: PathBuf, holder: String },
 }
 
 pub(crate) fn write_err(path: &Path, reason: impl std::fmt::Display) -> SessionError {
