@@ -137,15 +137,20 @@ fn resume_is_refused_while_another_process_trains_the_folder() {
         || !run.join("metrics.jsonl").exists()
     {
         assert!(
-            started.elapsed() < Duration::from_secs(120),
+            started.elapsed() < Duration::from_mins(2),
             "no checkpoint yet"
         );
         assert!(trainer.try_wait().expect("polls").is_none(), "still runs");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Bounded, should it be accepted.
+    let (step, _) = RunFolder::open(&run)
+        .and_then(|folder| folder.newest_checkpoint())
+        .expect("a checkpoint");
     let resume = msbreg()
         .args(["train", "--resume"])
         .arg(&run)
+        .args(["--stop-after", &(step + 2).to_string()])
         .output()
         .expect("runs");
     let still_running = trainer.try_wait().expect("polls").is_none();
