@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use anyhow::Context as _;
+
 use msbreg::backend::Backend;
 use msbreg::headless::{evaluate_folder, export_folder};
 
@@ -39,7 +41,8 @@ pub fn export_command(
     out: Option<&Path>,
 ) -> anyhow::Result<()> {
     let out = out.unwrap_or(dir);
-    std::fs::create_dir_all(out)?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
     let (written, notes) = export_folder(dir, &backend.device, limit, out)?;
     for note in &notes {
         eprintln!("note: {note}");

@@ -3,13 +3,22 @@
 //! converted to RGB and resized to `side x side` (bilinear) so that every image has one shape.
 //! Class order is the sorted subfolder names; file order is sorted too, so a load is
 //! reproducible.
+//!
+//! Memory stays bounded ([`LoadLimits`]): the side may be at most `max_side`, the resized
+//! pixels of the whole folder at most `max_split_bytes` (checked before any image is
+//! decoded), and the decoder may take at most `max_decode_bytes` for one image (a PNG whose
+//! header claims 100000x100000 is refused, not allocated). Images are decoded
+//! [`DECODE_BATCH`] at a time in parallel, so decoding holds at most that many such buffers.
 
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
 use rayon::prelude::*;
 
-use super::images::{DataError, ImageSet, ImageShape, Splits};
+use super::images::{DataError, ImageSet, ImageShape, LoadLimits, Splits, checked_product};
+
+/// How many images are decoded at once.
+pub const DECODE_BATCH: usize = 8;
 
 pub(super) fn is_image(path: &Path) -> bool {
     path.extension()
@@ -27,8 +36,13 @@ fn sorted_entries(folder: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(entries)
 }
 
-fn load_image(path: &Path, side: u32) -> Result<Vec<u8>, DataError> {
-    let image = image::open(path)
+fn load_image(path: &Path, side: u32, max_decode_bytes: u64) -> Result<Vec<u8>, DataError> {
+    let mut reader = image::ImageReader::open(path).map_err(|err| DataError::io(path, err))?;
+    let mut decode_limits = image::Limits::default();
+    decode_limits.max_alloc = Some(max_decode_bytes);
+    reader.limits(decode_limits);
+    let image = reader
+        .decode()
         .map_err(|err| DataError::format(path, format!("unreadable image ({err})")))?;
     Ok(image
         .resize_exact(side, side, FilterType::Triangle)
@@ -36,8 +50,13 @@ fn load_image(path: &Path, side: u32) -> Result<Vec<u8>, DataError> {
         .into_raw())
 }
 
-/// Loads `root`, resizing to `side x side` RGB.
+/// Loads `root`, resizing to `side x side` RGB, within [`LoadLimits::DEFAULT`].
 pub fn load(root: &Path, side: usize) -> Result<Splits, DataError> {
+    load_with(root, side, &LoadLimits::DEFAULT)
+}
+
+/// [`load`] within `limits`.
+pub fn load_with(root: &Path, side: usize, limits: &LoadLimits) -> Result<Splits, DataError> {
     if !root.is_dir() {
         return Err(DataError::NotFound {
             what: format!("the image folder {}", root.display()),
@@ -83,12 +102,32 @@ pub fn load(root: &Path, side: usize) -> Result<Splits, DataError> {
             "holds no .png or .jpg images and no class subfolders",
         ));
     }
+    if side == 0 || side > limits.max_side {
+        return Err(DataError::format(
+            root,
+            format!(
+                "cannot resize its images to {side}x{side}: the side must be 1 to {}",
+                limits.max_side
+            ),
+        ));
+    }
+    let total = checked_product(
+        root,
+        &[files.len() as u64, side as u64, side as u64, 3],
+        "images x side x side x 3",
+    )?;
+    let what = format!("{} images of {side}x{side}x3", files.len());
+    let mut pixels = Vec::with_capacity(limits.split_bytes(root, total, &what)?);
     let side_u32 = u32::try_from(side).unwrap_or(u32::MAX);
-    let decoded: Vec<Vec<u8>> = files
-        .par_iter()
-        .map(|(path, _)| load_image(path, side_u32))
-        .collect::<Result<_, _>>()?;
-    let pixels = decoded.concat();
+    for batch in files.chunks(DECODE_BATCH) {
+        let decoded: Vec<Vec<u8>> = batch
+            .par_iter()
+            .map(|(path, _)| load_image(path, side_u32, limits.max_decode_bytes))
+            .collect::<Result<_, _>>()?;
+        for image in decoded {
+            pixels.extend_from_slice(&image);
+        }
+    }
     let labels = if class_names.is_empty() {
         None
     } else {

@@ -4,56 +4,119 @@
 //!
 //! An IDX file is a big-endian header (two zero bytes, a type byte, the number of dimensions,
 //! then each dimension as a u32) followed by the data; these sets use unsigned bytes (0x08).
+//!
+//! The header is read and checked before any of the data: the byte count it claims is worked
+//! out with checked arithmetic and must fit [`LoadLimits`] (and, for an uncompressed file, the
+//! file's length), so a small `.gz` that claims gigabytes is refused without being inflated.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::images::{DataError, ImageSet, ImageShape, Splits, read_maybe_gz};
+use super::images::{
+    DataError, ImageSet, ImageShape, LoadLimits, Splits, checked_product, open_maybe_gz,
+};
 
 const UNSIGNED_BYTE: u8 = 0x08;
 
-/// The dimensions and the data of an IDX file of unsigned bytes.
-fn parse_idx(
-    path: &Path,
-    bytes: &[u8],
-    expected_dims: usize,
-) -> Result<(Vec<usize>, Vec<u8>), DataError> {
-    let err = |problem: String| DataError::format(path, problem);
-    if bytes.len() < 4 {
-        return Err(err(format!(
-            "{} bytes is too short for an IDX header",
-            bytes.len()
-        )));
+/// Reads into `buf` until it is full or the data ends; the number of bytes read.
+fn read_up_to(path: &Path, reader: &mut dyn Read, buf: &mut [u8]) -> Result<usize, DataError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(stream_err(path, err)),
+        }
     }
-    if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != UNSIGNED_BYTE {
+    Ok(filled)
+}
+
+/// A read error: for a `.gz` file almost always broken compression, so said so.
+fn stream_err(path: &Path, err: std::io::Error) -> DataError {
+    if path.extension().is_some_and(|ext| ext == "gz") {
+        DataError::format(path, format!("not a valid gzip file ({err})"))
+    } else {
+        DataError::io(path, err)
+    }
+}
+
+/// The dimensions and the data of the IDX file of unsigned bytes at `path`, with
+/// `expected_dims` dimensions. For images (three dimensions) the height and width must be at
+/// least 1 and at most `limits.max_side`; the data must fit `limits.max_split_bytes`.
+pub fn read_idx(
+    path: &Path,
+    expected_dims: usize,
+    limits: &LoadLimits,
+) -> Result<(Vec<u64>, Vec<u8>), DataError> {
+    let err = |problem: String| DataError::format(path, problem);
+    let (mut reader, file_len) = open_maybe_gz(path)?;
+    let mut magic = [0u8; 4];
+    let got = read_up_to(path, &mut reader, &mut magic)?;
+    if got < magic.len() {
+        return Err(err(format!("{got} bytes is too short for an IDX header")));
+    }
+    if magic[0] != 0 || magic[1] != 0 || magic[2] != UNSIGNED_BYTE {
         return Err(err(format!(
             "wrong magic number {:02x}{:02x}{:02x}{:02x}: not an IDX file of unsigned bytes \
              (expected 0000080{expected_dims})",
-            bytes[0], bytes[1], bytes[2], bytes[3]
+            magic[0], magic[1], magic[2], magic[3]
         )));
     }
-    let dims = usize::from(bytes[3]);
+    let dims = usize::from(magic[3]);
     if dims != expected_dims {
         return Err(err(format!(
             "{dims} dimensions where {expected_dims} were expected (magic 0000080{dims})"
         )));
     }
-    let header = 4 + 4 * dims;
-    if bytes.len() < header {
+    let mut header = vec![0u8; 4 * dims];
+    if read_up_to(path, &mut reader, &mut header)? < header.len() {
         return Err(err("truncated header".to_owned()));
     }
-    let shape: Vec<usize> = bytes[4..header]
+    let shape: Vec<u64> = header
         .chunks_exact(4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .map(|b| u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
         .collect();
-    let expected: usize = shape.iter().product();
-    let data = &bytes[header..];
-    if data.len() != expected {
+    if let [_, height, width] = shape[..] {
+        if height == 0 || width == 0 {
+            return Err(err(format!(
+                "the header says its images are {height}x{width}: an image needs at least one \
+                 row and one column"
+            )));
+        }
+        limits.check_side(path, height, width)?;
+    }
+    let expected = checked_product(path, &shape, "the header's dimensions")?;
+    let what = format!("the data the header claims ({shape:?})");
+    let expected_usize = limits.split_bytes(path, expected, &what)?;
+    let header_len = 4 + 4 * dims as u64;
+    if let Some(file_len) = file_len {
+        let data_len = file_len.saturating_sub(header_len);
+        if data_len != expected {
+            return Err(err(format!(
+                "truncated or padded: the header says {shape:?} ({expected} bytes of data), \
+                 the file has {data_len}"
+            )));
+        }
+    }
+    let mut data = Vec::with_capacity(expected_usize);
+    (&mut reader)
+        .take(expected)
+        .read_to_end(&mut data)
+        .map_err(|e| stream_err(path, e))?;
+    if data.len() < expected_usize {
         return Err(err(format!(
-            "truncated or padded: the header says {shape:?} ({expected} bytes of data), the file has {}",
+            "truncated: the header says {shape:?} ({expected} bytes of data), the file holds \
+             only {}",
             data.len()
         )));
     }
-    Ok((shape, data.to_vec()))
+    if read_up_to(path, &mut reader, &mut [0u8; 1])? > 0 {
+        return Err(err(format!(
+            "padded: more data than the header's {shape:?} ({expected} bytes)"
+        )));
+    }
+    Ok((shape, data))
 }
 
 /// `name` or `name.gz` in `folder`.
@@ -68,6 +131,7 @@ fn load_split(
     folder: &Path,
     prefix: &str,
     class_names: &[String],
+    limits: &LoadLimits,
 ) -> Result<Option<ImageSet>, DataError> {
     let images_name = format!("{prefix}-images-idx3-ubyte");
     let labels_name = format!("{prefix}-labels-idx1-ubyte");
@@ -88,8 +152,8 @@ fn load_split(
             ));
         }
     };
-    let (image_dims, pixels) = parse_idx(&images_path, &read_maybe_gz(&images_path)?, 3)?;
-    let (label_dims, labels) = parse_idx(&labels_path, &read_maybe_gz(&labels_path)?, 1)?;
+    let (image_dims, pixels) = read_idx(&images_path, 3, limits)?;
+    let (label_dims, labels) = read_idx(&labels_path, 1, limits)?;
     if label_dims[0] != image_dims[0] {
         return Err(DataError::format(
             &labels_path,
@@ -102,7 +166,8 @@ fn load_split(
         ));
     }
     let labels: Vec<u32> = labels.into_iter().map(u32::from).collect();
-    let shape = ImageShape::new(image_dims[1], image_dims[2], 1);
+    // Both within `limits.max_side`, checked by `read_idx`.
+    let shape = ImageShape::new(image_dims[1] as usize, image_dims[2] as usize, 1);
     ImageSet::new(
         shape,
         pixels,
@@ -114,21 +179,31 @@ fn load_split(
 }
 
 /// Loads an MNIST-layout folder. `class_names` names the ten labels (digits for MNIST,
-/// garments for Fashion-MNIST).
+/// garments for Fashion-MNIST). Within [`LoadLimits::DEFAULT`].
 pub fn load(folder: &Path, name: &str, class_names: &[String]) -> Result<Splits, DataError> {
+    load_with(folder, name, class_names, &LoadLimits::DEFAULT)
+}
+
+/// [`load`] within `limits`.
+pub fn load_with(
+    folder: &Path,
+    name: &str,
+    class_names: &[String],
+    limits: &LoadLimits,
+) -> Result<Splits, DataError> {
     if !folder.is_dir() {
         return Err(DataError::NotFound {
             what: format!("the folder {}", folder.display()),
             hint: "give a folder holding train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]".to_owned(),
         });
     }
-    let train = load_split(folder, "train", class_names)?.ok_or_else(|| DataError::NotFound {
+    let train = load_split(folder, "train", class_names, limits)?.ok_or_else(|| DataError::NotFound {
         what: format!("train-images-idx3-ubyte[.gz] in {}", folder.display()),
         hint: "an MNIST-layout folder holds train-images-idx3-ubyte[.gz], \
                train-labels-idx1-ubyte[.gz] and the t10k-* test files"
             .to_owned(),
     })?;
-    let test = load_split(folder, "t10k", class_names)?;
+    let test = load_split(folder, "t10k", class_names, limits)?;
     Ok(Splits {
         name: name.to_owned(),
         train,

@@ -185,17 +185,109 @@ impl DataError {
     }
 }
 
-/// The whole file, gunzipped when its name ends in `.gz`.
-pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    use std::io::Read as _;
-    let raw = std::fs::read(path).map_err(|err| DataError::io(path, err))?;
-    if path.extension().is_some_and(|ext| ext == "gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|err| DataError::format(path, format!("not a valid gzip file ({err})")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+/// How much a loader may take in: what keeps a small or hostile file from making msbreg
+/// allocate gigabytes. Images are never resized to fit; a file over a bound is refused with
+/// an error that names it, the size found and the bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadLimits {
+    /// The largest height or width of an image kept at its own size (IDX), and the largest
+    /// side an image folder may be resized to.
+    pub max_side: usize,
+    /// The most bytes of pixels (or of labels) one split may hold once decoded.
+    pub max_split_bytes: u64,
+    /// The most bytes the decoder may allocate for one image of an image folder.
+    pub max_decode_bytes: u64,
+}
+
+impl LoadLimits {
+    /// 512 x 512 images, 4 GiB of pixels a split, 256 MiB to decode one PNG or JPEG.
+    pub const DEFAULT: Self = Self {
+        max_side: 512,
+        max_split_bytes: 4 << 30,
+        max_decode_bytes: 256 << 20,
+    };
+
+    /// `bytes` as a `usize` when it is within [`Self::max_split_bytes`]; `what` says what
+    /// they are (`"images of 28x28"`).
+    pub fn split_bytes(&self, path: &Path, bytes: u64, what: &str) -> Result<usize, DataError> {
+        if bytes > self.max_split_bytes {
+            return Err(DataError::format(
+                path,
+                format!(
+                    "{what} would take {bytes} bytes, more than the bound of {} bytes ({})",
+                    self.max_split_bytes,
+                    gib(self.max_split_bytes)
+                ),
+            ));
+        }
+        usize::try_from(bytes).map_err(|_| {
+            DataError::format(path, format!("{bytes} bytes do not fit in this machine's memory"))
+        })
     }
+
+    /// An error unless `height` and `width` are at most [`Self::max_side`].
+    pub fn check_side(&self, path: &Path, height: u64, width: u64) -> Result<(), DataError> {
+        if height > self.max_side as u64 || width > self.max_side as u64 {
+            return Err(DataError::format(
+                path,
+                format!(
+                    "images of {height}x{width} are larger than the bound of {0}x{0}; \
+                     resize them to at most {0} pixels a side",
+                    self.max_side
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for LoadLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// `bytes` in GiB, for messages.
+fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB", bytes as f64 / f64::from(1u32 << 30))
+}
+
+/// The product of `factors`, or an error naming `path` when it overflows a `u64`.
+pub fn checked_product(path: &Path, factors: &[u64], what: &str) -> Result<u64, DataError> {
+    factors
+        .iter()
+        .try_fold(1u64, |acc, &f| acc.checked_mul(f))
+        .ok_or_else(|| {
+            DataError::format(
+                path,
+                format!("{what} {factors:?} multiply to more than 2^64 bytes: not a real file"),
+            )
+        })
+}
+
+/// A file opened for reading, gunzipped as it is read when its name ends in `.gz`; with its
+/// length on disk when it is not compressed (so that a header can be checked against it).
+pub fn open_maybe_gz(path: &Path) -> Result<(Box<dyn std::io::Read>, Option<u64>), DataError> {
+    let file = open_file(path)?;
+    let len = file
+        .metadata()
+        .map_err(|err| DataError::io(path, err))?
+        .len();
+    let reader = std::io::BufReader::new(file);
+    if path.extension().is_some_and(|ext| ext == "gz") {
+        Ok((Box::new(flate2::bufread::GzDecoder::new(reader)), None))
+    } else {
+        Ok((Box::new(reader), Some(len)))
+    }
+}
+
+/// A data file opened for reading; a folder in its place is named as such.
+pub fn open_file(path: &Path) -> Result<std::fs::File, DataError> {
+    if path.is_dir() {
+        return Err(DataError::format(
+            path,
+            "is a directory where a data file was expected",
+        ));
+    }
+    std::fs::File::open(path).map_err(|err| DataError::io(path, err))
 }
