@@ -53,7 +53,11 @@ fn open_with_len(path: &Path) -> Result<(BufReader<std::fs::File>, u64), DataErr
 }
 
 /// Fills `buf` from `reader`; a file that ends early is named as truncated.
-fn read_record(path: &Path, reader: &mut impl std::io::Read, buf: &mut [u8]) -> Result<(), DataError> {
+fn read_record(
+    path: &Path,
+    reader: &mut impl std::io::Read,
+    buf: &mut [u8],
+) -> Result<(), DataError> {
     reader.read_exact(buf).map_err(|err| {
         if err.kind() == std::io::ErrorKind::UnexpectedEof {
             DataError::format(path, "truncated while it was read")
@@ -72,7 +76,9 @@ fn class_names(path: &Path, default: &[&str]) -> Result<Vec<String>, DataError> 
     if len > MAX_NAMES_BYTES {
         return Err(DataError::format(
             path,
-            format!("{len} bytes is too long for a list of class names (at most {MAX_NAMES_BYTES})"),
+            format!(
+                "{len} bytes is too long for a list of class names (at most {MAX_NAMES_BYTES})"
+            ),
         ));
     }
     let text = std::fs::read_to_string(path).map_err(|err| DataError::io(path, err))?;
@@ -215,7 +221,13 @@ pub fn load_cifar100_with(folder: &Path, limits: &LoadLimits) -> Result<Splits, 
     Ok(Splits {
         name: "cifar100".to_owned(),
         train: cifar_split(folder, &["train.bin".to_owned()], 2, &names, limits)?,
-        test: Some(cifar_split(folder, &["test.bin".to_owned()], 2, &names, limits)?),
+        test: Some(cifar_split(
+            folder,
+            &["test.bin".to_owned()],
+            2,
+            &names,
+            limits,
+        )?),
         unlabeled: None,
     })
 }

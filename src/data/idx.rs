@@ -197,12 +197,13 @@ pub fn load_with(
             hint: "give a folder holding train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]".to_owned(),
         });
     }
-    let train = load_split(folder, "train", class_names, limits)?.ok_or_else(|| DataError::NotFound {
-        what: format!("train-images-idx3-ubyte[.gz] in {}", folder.display()),
-        hint: "an MNIST-layout folder holds train-images-idx3-ubyte[.gz], \
+    let train =
+        load_split(folder, "train", class_names, limits)?.ok_or_else(|| DataError::NotFound {
+            what: format!("train-images-idx3-ubyte[.gz] in {}", folder.display()),
+            hint: "an MNIST-layout folder holds train-images-idx3-ubyte[.gz], \
                train-labels-idx1-ubyte[.gz] and the t10k-* test files"
-            .to_owned(),
-    })?;
+                .to_owned(),
+        })?;
     let test = load_split(folder, "t10k", class_names, limits)?;
     Ok(Splits {
         name: name.to_owned(),

@@ -221,7 +221,10 @@ impl LoadLimits {
             ));
         }
         usize::try_from(bytes).map_err(|_| {
-            DataError::format(path, format!("{bytes} bytes do not fit in this machine's memory"))
+            DataError::format(
+                path,
+                format!("{bytes} bytes do not fit in this machine's memory"),
+            )
         })
     }
 
