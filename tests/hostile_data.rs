@@ -196,6 +196,19 @@ fn a_folder_side_past_the_bound_is_refused() {
     assert!(err.contains("4096") && err.contains("512"), "{err}");
 }
 
+#[test]
+fn a_view_side_past_the_bound_is_refused_by_the_config() {
+    let mut config = msbreg::config::TrainConfig::default();
+    config.image_side = 3000;
+    let err = config
+        .validate()
+        .expect_err("3000 is past the bound")
+        .to_string();
+    assert!(err.contains("image_side") && err.contains("512"), "{err}");
+    config.image_side = 512;
+    assert!(config.validate().is_ok());
+}
+
 /// A PNG whose header claims `side x side` RGB with no image data after it.
 fn png_claiming(side: u32) -> Vec<u8> {
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();

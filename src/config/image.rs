@@ -213,11 +213,12 @@ impl TrainConfig {
             self.model.head_hidden,
             "at least 1",
         )?;
+        let max_side = crate::data::images::LoadLimits::DEFAULT.max_side;
         check(
-            self.image_side == 0 || self.image_side >= 8,
+            self.image_side == 0 || (8..=max_side).contains(&self.image_side),
             "image_side",
             self.image_side,
-            "0 (the dataset's own side) or at least 8 pixels",
+            "0 (the dataset's own side) or 8 to 512 pixels (LoadLimits::DEFAULT.max_side)",
         )?;
         let a = &self.augment;
         check(
