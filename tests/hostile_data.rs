@@ -198,8 +198,10 @@ fn a_folder_side_past_the_bound_is_refused() {
 
 #[test]
 fn a_view_side_past_the_bound_is_refused_by_the_config() {
-    let mut config = msbreg::config::TrainConfig::default();
-    config.image_side = 3000;
+    let mut config = msbreg::config::TrainConfig {
+        image_side: 3000,
+        ..Default::default()
+    };
     let err = config
         .validate()
         .expect_err("3000 is past the bound")
