@@ -16,7 +16,7 @@
 use std::io::BufReader;
 use std::path::Path;
 
-use super::images::{DataError, ImageSet, ImageShape, LoadLimits, Splits, open_file};
+use super::images::{DataError, ImageSet, ImageShape, LoadLimits, Splits, buffer_for, open_file};
 
 const CIFAR_SIDE: usize = 32;
 const CIFAR_PIXELS: usize = 3 * CIFAR_SIDE * CIFAR_SIDE;
@@ -133,7 +133,11 @@ fn parse_cifar_records(
         .and_then(|new| new.checked_add(pixels.len() as u64))
         .unwrap_or(u64::MAX);
     let total = limits.split_bytes(path, total, "the pixels of this split")?;
-    pixels.reserve(total.saturating_sub(pixels.len()));
+    pixels
+        .try_reserve_exact(total.saturating_sub(pixels.len()))
+        .map_err(|_| {
+            DataError::format(path, format!("cannot allocate the {total} bytes it needs"))
+        })?;
     labels.reserve(count as usize);
     let mut chunk = vec![0u8; record];
     for index in 0..count {
@@ -242,7 +246,7 @@ fn stl_images(path: &Path, limits: &LoadLimits) -> Result<Vec<u8>, DataError> {
         ));
     }
     // The HWC pixels take as many bytes as the file.
-    let mut pixels = Vec::with_capacity(limits.split_bytes(path, len, "the images")?);
+    let mut pixels = buffer_for(path, limits.split_bytes(path, len, "the images")?)?;
     let mut image = vec![0u8; STL_PIXELS];
     for _ in 0..len / STL_PIXELS as u64 {
         read_record(path, &mut reader, &mut image)?;
@@ -254,7 +258,9 @@ fn stl_images(path: &Path, limits: &LoadLimits) -> Result<Vec<u8>, DataError> {
 /// The labels of an STL-10 `*_y.bin` file, from 0, within `limits`.
 fn stl_labels(path: &Path, classes: usize, limits: &LoadLimits) -> Result<Vec<u32>, DataError> {
     let (mut reader, len) = open_with_len(path)?;
-    let mut bytes = vec![0u8; limits.split_bytes(path, len, "the labels")?];
+    let count = limits.split_bytes(path, len, "the labels")?;
+    let mut bytes = buffer_for(path, count)?;
+    bytes.resize(count, 0);
     read_record(path, &mut reader, &mut bytes)?;
     bytes
         .into_iter()

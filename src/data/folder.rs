@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use image::imageops::FilterType;
 use rayon::prelude::*;
 
-use super::images::{DataError, ImageSet, ImageShape, LoadLimits, Splits, checked_product};
+use super::images::{
+    DataError, ImageSet, ImageShape, LoadLimits, Splits, buffer_for, checked_product,
+};
 
 /// How many images are decoded at once.
 pub const DECODE_BATCH: usize = 8;
@@ -117,7 +119,7 @@ pub fn load_with(root: &Path, side: usize, limits: &LoadLimits) -> Result<Splits
         "images x side x side x 3",
     )?;
     let what = format!("{} images of {side}x{side}x3", files.len());
-    let mut pixels = Vec::with_capacity(limits.split_bytes(root, total, &what)?);
+    let mut pixels = buffer_for(root, limits.split_bytes(root, total, &what)?)?;
     let side_u32 = u32::try_from(side).unwrap_or(u32::MAX);
     for batch in files.chunks(DECODE_BATCH) {
         let decoded: Vec<Vec<u8>> = batch

@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::images::{
-    DataError, ImageSet, ImageShape, LoadLimits, Splits, checked_product, open_maybe_gz,
+    DataError, ImageSet, ImageShape, LoadLimits, Splits, buffer_for, checked_product, open_maybe_gz,
 };
 
 const UNSIGNED_BYTE: u8 = 0x08;
@@ -99,7 +99,7 @@ pub fn read_idx(
             )));
         }
     }
-    let mut data = Vec::with_capacity(expected_usize);
+    let mut data = buffer_for(path, expected_usize)?;
     (&mut reader)
         .take(expected)
         .read_to_end(&mut data)

@@ -250,6 +250,16 @@ impl Default for LoadLimits {
     }
 }
 
+/// An empty buffer with room for `bytes` bytes, or an error naming `path` when the memory
+/// cannot be had (rather than an abort).
+pub fn buffer_for(path: &Path, bytes: usize) -> Result<Vec<u8>, DataError> {
+    let mut buffer = Vec::new();
+    buffer.try_reserve_exact(bytes).map_err(|_| {
+        DataError::format(path, format!("cannot allocate the {bytes} bytes it needs"))
+    })?;
+    Ok(buffer)
+}
+
 /// `bytes` in GiB, for messages.
 fn gib(bytes: u64) -> String {
     format!("{:.2} GiB", bytes as f64 / f64::from(1u32 << 30))
