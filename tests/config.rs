@@ -122,10 +122,11 @@ fn settings_that_cannot_fit_in_memory_are_refused_by_name() {
         let result = train(&["--set", set], &out);
         let stderr = String::from_utf8_lossy(&result.stderr);
         assert!(!result.status.success(), "{set} was accepted");
-        assert!(
-            stderr.contains(key) && stderr.contains("GiB are available"),
-            "{set}: {stderr}"
-        );
+        // image_side past 512 is refused by the config's own bound; a huge D by the estimate.
+        assert!(stderr.contains(key), "{set}: {stderr}");
+        if key == "model.embed_dim" {
+            assert!(stderr.contains("GiB are available"), "{set}: {stderr}");
+        }
         assert!(!stderr.contains("memory allocation of"), "{stderr}");
         assert!(!out.exists(), "no folder left behind for {set}");
     }

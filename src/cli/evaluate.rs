@@ -41,8 +41,7 @@ pub fn export_command(
     out: Option<&Path>,
 ) -> anyhow::Result<()> {
     let out = out.unwrap_or(dir);
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("cannot write {}", out.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot write {}", out.display()))?;
     let (written, notes) = export_folder(dir, &backend.device, limit, out)?;
     for note in &notes {
         eprintln!("note: {note}");
