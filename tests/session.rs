@@ -203,6 +203,7 @@ fn overwrite_removes_only_what_msbreg_wrote() {
     let notes = dir.path().join("checkpoints").join("my-notes.txt");
     std::fs::write(&notes, "mine").expect("writes");
     std::fs::write(dir.path().join("README.txt"), "mine too").expect("writes");
+    drop(folder); // the first writer ends: its lock goes with it
     RunWriter::create(dir.path(), true).expect("overwrites");
     assert!(notes.is_file(), "the user's file inside checkpoints/ stays");
     assert!(dir.path().join("README.txt").is_file());

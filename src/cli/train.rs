@@ -2,7 +2,7 @@
 //! [`TrainConfig`], a fresh run folder (or `--resume DIR`), and the headless loop with a
 //! progress bar.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
@@ -11,7 +11,7 @@ use msbreg::config::{Preset, TrainConfig, Workload};
 use msbreg::data::source::DataSource;
 use msbreg::headless::{DriveOptions, Progress, drive};
 use msbreg::model::EncoderKind;
-use msbreg::session::{self, Parts, RunWriter};
+use msbreg::session::{self, Parts, Run, RunWriter};
 
 use super::progress_bar;
 
@@ -182,41 +182,50 @@ pub fn resolve_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     Ok(config)
 }
 
+/// Reopens the run in `dir` for writing at its newest intact checkpoint; `None` when it has
+/// nothing left to do.
+fn resume(backend: &Backend, dir: &Path) -> anyhow::Result<Option<(Box<dyn Run>, RunWriter)>> {
+    // The lock before anything is read: the checkpoint and the metrics are this run's.
+    let folder = RunWriter::open_for_writing(dir)?;
+    if let Some(stale) = folder.taken_over() {
+        eprintln!("{stale}");
+    }
+    let (run, notes) = folder
+        .reopen(&backend.device, Parts::All)
+        .with_context(|| format!("resuming {}", dir.display()))?;
+    for note in notes {
+        eprintln!("note: {note}");
+    }
+    if run.steps_done() >= run.total_steps() {
+        println!(
+            "{} has done all its {} steps; nothing to resume (raise `steps`, `epochs` or \
+             `max_steps` in its config.toml to train on)",
+            dir.display(),
+            run.total_steps()
+        );
+        return Ok(None);
+    }
+    // The lines logged after the checkpoint will be logged again.
+    folder.keep_metrics_through(run.steps_done())?;
+    eprintln!(
+        "resuming {} at step {} of {}",
+        dir.display(),
+        run.steps_done(),
+        run.total_steps()
+    );
+    Ok(Some((run, folder)))
+}
+
 pub fn train_command(
     backend: &Backend,
     args: &TrainArgs,
     default_out: impl FnOnce() -> anyhow::Result<PathBuf>,
 ) -> anyhow::Result<()> {
     let (mut run, folder) = if let Some(dir) = &args.resume {
-        // The lock before anything is read: the checkpoint and the metrics are this run's.
-        let folder = RunWriter::open_for_writing(dir)?;
-        if let Some(stale) = folder.taken_over() {
-            eprintln!("{stale}");
-        }
-        let (run, notes) = folder
-            .reopen(&backend.device, Parts::All)
-            .with_context(|| format!("resuming {}", dir.display()))?;
-        for note in notes {
-            eprintln!("note: {note}");
-        }
-        if run.steps_done() >= run.total_steps() {
-            println!(
-                "{} has done all its {} steps; nothing to resume (raise `steps`, `epochs` or \
-                 `max_steps` in its config.toml to train on)",
-                dir.display(),
-                run.total_steps()
-            );
+        let Some(resumed) = resume(backend, dir)? else {
             return Ok(());
-        }
-        // The lines logged after the checkpoint will be logged again.
-        folder.keep_metrics_through(run.steps_done())?;
-        eprintln!(
-            "resuming {} at step {} of {}",
-            dir.display(),
-            run.steps_done(),
-            run.total_steps()
-        );
-        (run, folder)
+        };
+        resumed
     } else {
         let config = resolve_config(args)?;
         // Fail before creating anything when the config cannot be written back.
