@@ -138,3 +138,69 @@ fn settings_that_cannot_fit_in_memory_are_refused_by_name() {
         .expect("runs");
     assert!(result.status.success(), "the default sandbox fits");
 }
+
+mod merge_properties {
+    use std::path::Path;
+
+    use msbreg::config::{Preset, SimConfig, TrainConfig};
+    use proptest::prelude::*;
+
+    /// Every line of a valid config, so that mutations stay near real files.
+    fn valid_lines() -> Vec<String> {
+        TrainConfig::default()
+            .to_toml()
+            .expect("serialises")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Random bytes as a config file: never a panic; an error names the file.
+        #[test]
+        fn random_text_is_refused_by_name(text in "\\PC{0,200}") {
+            let path = Path::new("random.toml");
+            if let Err(err) = TrainConfig::from_preset_and_toml(Preset::Msbreg, &text, path) {
+                let message = err.to_string();
+                prop_assert!(message.contains("random.toml") || message.contains('`'), "{message}");
+            }
+        }
+
+        /// A real config with lines dropped, duplicated or with a value replaced: never a
+        /// panic, and whatever is accepted is valid and round-trips.
+        #[test]
+        fn mutated_configs_are_valid_or_refused(
+            drop_line in 0usize..200,
+            replace_line in 0usize..200,
+            value in prop_oneof![
+                Just("-1".to_owned()), Just("1e400".to_owned()), Just("nan".to_owned()),
+                Just("\"x\"".to_owned()), Just("[1, 2]".to_owned()), Just("{ a = 1 }".to_owned()),
+                Just("18446744073709551615".to_owned()), Just("0".to_owned()),
+            ],
+        ) {
+            let mut lines = valid_lines();
+            if drop_line < lines.len() {
+                lines.remove(drop_line);
+            }
+            if replace_line < lines.len()
+                && let Some((key, _)) = lines[replace_line].split_once(" = ")
+            {
+                lines[replace_line] = format!("{key} = {value}");
+            }
+            let text = lines.join("\n");
+            let path = Path::new("mutated.toml");
+            if let Ok(config) = TrainConfig::from_preset_and_toml(Preset::Msbreg, &text, path) {
+                prop_assert!(config.validate().is_ok());
+                let again = TrainConfig::from_preset_and_toml(
+                    Preset::Msbreg,
+                    &config.to_toml().expect("serialises"),
+                    path,
+                );
+                prop_assert_eq!(again.ok(), Some(config));
+            }
+            let _ = SimConfig::from_toml(&text, path);
+        }
+    }
+}
