@@ -132,19 +132,23 @@ pub fn with_test_split(
 }
 
 /// The training images: the training split, with the unlabeled split appended (STL-10).
-fn training_images(splits: &Splits) -> ImageSet {
-    match &splits.unlabeled {
-        Some(extra) if extra.shape == splits.train.shape => {
-            let mut pixels = splits.train.pixels.clone();
+fn training_images(splits: Splits) -> ImageSet {
+    let Splits {
+        train, unlabeled, ..
+    } = splits;
+    match unlabeled {
+        Some(extra) if extra.shape == train.shape => {
+            let mut pixels = train.pixels;
             pixels.extend_from_slice(&extra.pixels);
             ImageSet {
-                shape: splits.train.shape,
+                shape: train.shape,
                 pixels,
                 labels: None,
-                class_names: splits.train.class_names.clone(),
+                class_names: train.class_names,
             }
         }
-        _ => splits.train.clone(),
+        // Moved, not copied: the pixels are held once.
+        _ => train,
     }
 }
 
@@ -158,7 +162,9 @@ impl ImageRun {
             config.seed,
             &config.data.describe(),
         );
-        let images = training_images(&splits);
+        // The evaluation subsets first: then the training split moves into the loader's set.
+        let eval = eval_set(&splits, &config.eval, config.seed);
+        let images = training_images(splits);
         if images.len() < config.batch_size {
             return Err(SessionError::Setup {
                 what: format!("data {}", config.data.describe()),
@@ -207,7 +213,6 @@ impl ImageRun {
         let online: Online<ImageNet> = config.model.init(channels, side, &device);
         let online = seeded_init(online, &mut rng(config.seed, Stream::Weights));
         let learner = Learner::new(online, &config.optimizer);
-        let eval = eval_set(&splits, &config.eval, config.seed);
         let display_images = {
             let set = eval.as_ref().map_or(plan.images.as_ref(), |e| &e.queries);
             let take: Vec<usize> = (0..set.len().min(DISPLAY_POINTS)).collect();
