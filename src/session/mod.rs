@@ -20,6 +20,7 @@ mod lock;
 pub mod memory;
 mod metrics;
 mod sandbox;
+mod splits;
 
 use std::path::{Path, PathBuf};
 
