@@ -198,9 +198,25 @@ mod merge_properties {
                     &config.to_toml().expect("serialises"),
                     path,
                 );
-                prop_assert_eq!(again.ok(), Some(config));
+                // Compared as written (a NaN would never equal itself).
+                let written = config.to_toml().expect("serialises");
+                prop_assert_eq!(
+                    again.ok().map(|c| c.to_toml().expect("serialises")),
+                    Some(written)
+                );
             }
             let _ = SimConfig::from_toml(&text, path);
+        }
+
+        /// The optimiser's and kNN's numbers are checked like every other key.
+        #[test]
+        fn non_finite_numbers_are_refused(key in prop_oneof![
+            Just("[optimizer]\nlars_eta"), Just("[eval.knn]\ntemperature"),
+            Just("[optimizer]\nmomentum"), Just("learning_rate"),
+        ], value in prop_oneof![Just("nan"), Just("inf"), Just("-1.0")]) {
+            let text = format!("{key} = {value}\n");
+            let result = TrainConfig::from_preset_and_toml(Preset::Msbreg, &text, Path::new("x.toml"));
+            prop_assert!(result.is_err(), "{text} was accepted");
         }
     }
 }

@@ -288,6 +288,18 @@ impl TrainConfig {
             "a finite number >= 0",
         )?;
         check(
+            self.optimizer.lars_eta.is_finite() && self.optimizer.lars_eta > 0.0,
+            "optimizer.lars_eta",
+            self.optimizer.lars_eta,
+            "a finite number > 0 (LARS's trust coefficient, 0.001 is usual)",
+        )?;
+        check(
+            self.eval.knn.temperature.is_finite() && self.eval.knn.temperature > 0.0,
+            "eval.knn.temperature",
+            self.eval.knn.temperature,
+            "a finite number > 0",
+        )?;
+        check(
             self.eval.bank_size >= 1,
             "eval.bank_size",
             self.eval.bank_size,

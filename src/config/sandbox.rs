@@ -197,6 +197,12 @@ impl SimConfig {
             "a finite number >= 0",
         )?;
         check(
+            self.optimizer.lars_eta.is_finite() && self.optimizer.lars_eta > 0.0,
+            "optimizer.lars_eta",
+            self.optimizer.lars_eta,
+            "a finite number > 0 (LARS's trust coefficient, 0.001 is usual)",
+        )?;
+        check(
             (0.0..1.0).contains(&self.optimizer.momentum),
             "optimizer.momentum",
             self.optimizer.momentum,
