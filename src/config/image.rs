@@ -5,7 +5,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, MAX_STEPS, Preset, check, merge_tables, to_toml, validate_dynamics};
+use super::{
+    ConfigError, MAX_STEPS, Preset, check, merge_tables, to_toml, validate_dynamics, validate_knn,
+    validate_optimizer,
+};
 use crate::data::augment::AugmentConfig;
 use crate::data::source::DataSource;
 use crate::diagnostics::KnnConfig;
@@ -276,30 +279,6 @@ impl TrainConfig {
             "a hue shift in [0, 0.5]",
         )?;
         check(
-            (0.0..1.0).contains(&self.optimizer.momentum),
-            "optimizer.momentum",
-            self.optimizer.momentum,
-            "momentum must lie in [0, 1)",
-        )?;
-        check(
-            self.optimizer.weight_decay.is_finite() && self.optimizer.weight_decay >= 0.0,
-            "optimizer.weight_decay",
-            self.optimizer.weight_decay,
-            "a finite number >= 0",
-        )?;
-        check(
-            self.optimizer.lars_eta.is_finite() && self.optimizer.lars_eta > 0.0,
-            "optimizer.lars_eta",
-            self.optimizer.lars_eta,
-            "a finite number > 0 (LARS's trust coefficient, 0.001 is usual)",
-        )?;
-        check(
-            self.eval.knn.temperature.is_finite() && self.eval.knn.temperature > 0.0,
-            "eval.knn.temperature",
-            self.eval.knn.temperature,
-            "a finite number > 0",
-        )?;
-        check(
             self.eval.bank_size >= 1,
             "eval.bank_size",
             self.eval.bank_size,
@@ -311,12 +290,8 @@ impl TrainConfig {
             self.eval.query_size,
             "at least 2",
         )?;
-        check(
-            self.eval.knn.k >= 1,
-            "eval.knn.k",
-            self.eval.knn.k,
-            "at least 1 neighbour",
-        )?;
+        validate_optimizer(&self.optimizer)?;
+        validate_knn(&self.eval.knn, ["eval.knn.k", "eval.knn.temperature"])?;
         check(
             self.checkpoint.keep >= 1,
             "checkpoint.keep",

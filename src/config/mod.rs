@@ -197,6 +197,39 @@ pub fn check(
     }
 }
 
+/// Checks the optimiser's keys (`optimizer.*`), the same in every config.
+pub fn validate_optimizer(optimizer: &OptimizerConfig) -> Result<(), ConfigError> {
+    check(
+        (0.0..1.0).contains(&optimizer.momentum),
+        "optimizer.momentum",
+        optimizer.momentum,
+        "momentum must lie in [0, 1)",
+    )?;
+    check(
+        optimizer.weight_decay.is_finite() && optimizer.weight_decay >= 0.0,
+        "optimizer.weight_decay",
+        optimizer.weight_decay,
+        "a finite number >= 0",
+    )?;
+    check(
+        optimizer.lars_eta.is_finite() && optimizer.lars_eta > 0.0,
+        "optimizer.lars_eta",
+        optimizer.lars_eta,
+        "a finite number > 0 (LARS's trust coefficient, 0.001 is usual)",
+    )
+}
+
+/// Checks a kNN setting; `keys` name its `k` and `temperature` where the config holds it.
+pub fn validate_knn(knn: &KnnConfig, keys: [&'static str; 2]) -> Result<(), ConfigError> {
+    check(knn.k >= 1, keys[0], knn.k, "at least 1 neighbour")?;
+    check(
+        knn.temperature.is_finite() && knn.temperature > 0.0,
+        keys[1],
+        knn.temperature,
+        "a finite number > 0",
+    )
+}
+
 /// Checks the values a user may change while a run is going (the app's sliders use this too).
 pub fn validate_dynamics(dynamics: &Dynamics) -> Result<(), ConfigError> {
     for (key, force) in [

@@ -4,7 +4,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, MAX_STEPS, Preset, check, merge_tables, to_toml, validate_dynamics};
+use super::{
+    ConfigError, MAX_STEPS, Preset, check, merge_tables, to_toml, validate_dynamics, validate_knn,
+    validate_optimizer,
+};
 use crate::data::sandbox::{SandboxDataConfig, SandboxKind, ViewConfig};
 use crate::diagnostics::KnnConfig;
 use crate::method::{Dynamics, OptimizerConfig};
@@ -190,31 +193,8 @@ impl SimConfig {
         ] {
             check(width >= 1, key, width, "at least 1")?;
         }
-        check(
-            self.optimizer.weight_decay.is_finite() && self.optimizer.weight_decay >= 0.0,
-            "optimizer.weight_decay",
-            self.optimizer.weight_decay,
-            "a finite number >= 0",
-        )?;
-        check(
-            self.optimizer.lars_eta.is_finite() && self.optimizer.lars_eta > 0.0,
-            "optimizer.lars_eta",
-            self.optimizer.lars_eta,
-            "a finite number > 0 (LARS's trust coefficient, 0.001 is usual)",
-        )?;
-        check(
-            (0.0..1.0).contains(&self.optimizer.momentum),
-            "optimizer.momentum",
-            self.optimizer.momentum,
-            "momentum must lie in [0, 1)",
-        )?;
-        check(self.knn.k >= 1, "knn.k", self.knn.k, "at least 1 neighbour")?;
-        check(
-            self.knn.temperature.is_finite() && self.knn.temperature > 0.0,
-            "knn.temperature",
-            self.knn.temperature,
-            "a finite number > 0",
-        )?;
+        validate_optimizer(&self.optimizer)?;
+        validate_knn(&self.knn, ["knn.k", "knn.temperature"])?;
         validate_dynamics(&self.dynamics)
     }
 }
