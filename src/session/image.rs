@@ -288,41 +288,6 @@ impl ImageRun {
             self.embed_set(set, Some(1), embed)?,
         ])
     }
-
-    /// kNN accuracy of the encoder's features and the diagnostics of the normalised online
-    /// embeddings, on the held-out queries; `None` when the data has no labelled test split.
-    fn diagnostics(&self) -> Result<Option<Diagnostics>, StepError> {
-        let Some(eval) = &self.eval else {
-            return Ok(None);
-        };
-        let predictor = self.config.dynamics.predictor;
-        let features = |online: &Online<ImageNet>, x: Tensor<4>| online.embedder.features(x);
-        let embed = |online: &Online<ImageNet>, x: Tensor<4>| online.embed(x, predictor);
-        let bank = self.embed_set(&eval.bank, None, features)?;
-        let queries = self.embed_set(&eval.queries, None, features)?;
-        let feature_dim = bank.len() / eval.bank.len().max(1);
-        let embeddings = self.embed_set(&eval.queries, None, embed)?;
-        let view_a = self.embed_set(&eval.queries, Some(0), embed)?;
-        let view_b = self.embed_set(&eval.queries, Some(1), embed)?;
-        let d = self.config.model.embed_dim;
-        let singular_values = diagnostics::singular_values(&embeddings, d);
-        Ok(Some(Diagnostics {
-            effective_rank: diagnostics::effective_rank(&singular_values),
-            uniformity: diagnostics::uniformity(&embeddings, d),
-            alignment: diagnostics::alignment(&view_a, &view_b, d),
-            collapse_level: diagnostics::collapse_level(&embeddings, d),
-            knn_acc: diagnostics::knn_accuracy(
-                &bank,
-                eval.bank.labels.as_deref().unwrap_or_default(),
-                &queries,
-                eval.queries.labels.as_deref().unwrap_or_default(),
-                feature_dim,
-                self.config.eval.knn.k,
-                self.config.eval.knn.temperature,
-            ),
-            singular_values,
-        }))
-    }
 }
 
 impl Run for ImageRun {
@@ -418,8 +383,24 @@ impl Run for ImageRun {
         Ok(self.embed_display(&self.display_images)?)
     }
 
+    /// kNN accuracy of the encoder's features, and the diagnostics of the normalised online
+    /// embeddings of the held-out queries and two fixed views of each (the display's own
+    /// embedding); `None` when the data has no labelled test split.
     fn evaluate(&self) -> Result<Option<Diagnostics>, SessionError> {
-        Ok(self.diagnostics()?)
+        let (Some(eval), Some(knn_acc)) = (&self.eval, self.knn_acc()?) else {
+            return Ok(None);
+        };
+        let [embeddings, view_a, view_b] = self.embed_display(&eval.queries)?;
+        let d = self.config.model.embed_dim;
+        let singular_values = diagnostics::singular_values(&embeddings, d);
+        Ok(Some(Diagnostics {
+            effective_rank: diagnostics::effective_rank(&singular_values),
+            uniformity: diagnostics::uniformity(&embeddings, d),
+            alignment: diagnostics::alignment(&view_a, &view_b, d),
+            collapse_level: diagnostics::collapse_level(&embeddings, d),
+            knn_acc,
+            singular_values,
+        }))
     }
 
     fn knn_acc(&self) -> Result<Option<f64>, SessionError> {
