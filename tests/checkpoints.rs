@@ -2,14 +2,12 @@
 //! newer ones are damaged, evaluation needs only the weights, a checkpoint past the run's
 //! end is refused, and a config.toml edited to another network says so.
 
+mod common;
+
+use common::msbreg;
+
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn msbreg() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_msbreg"));
-    command.arg("--backend").arg("cpu");
-    command
-}
 
 fn output(command: &mut Command) -> (bool, String, String) {
     let Output {

@@ -1,14 +1,12 @@
 //! Settings as a user writes them: partial tables merge over the preset everywhere, and flags
 //! are checked as flags (their errors name the flag; a value cannot smuggle in keys).
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn msbreg() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_msbreg"));
-    command.arg("--backend").arg("cpu");
-    command
-}
+use common::msbreg;
+
+use std::path::Path;
+use std::process::Output;
 
 fn train(args: &[&str], out: &Path) -> Output {
     msbreg()

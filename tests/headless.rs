@@ -2,47 +2,15 @@
 //! read, a config that cannot be written is an error (not an empty file), and the
 //! linear probe reports what it cannot do instead of an accuracy of 0.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use common::{contents, msbreg, run_ok};
+
+use std::path::PathBuf;
 
 use msbreg::config::TrainConfig;
 use msbreg::headless::{HeadlessError, linear_probe};
 use msbreg::session::RunWriter;
-
-fn msbreg() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_msbreg"));
-    command.arg("--backend").arg("cpu");
-    command
-}
-
-fn run_ok(command: &mut Command) -> String {
-    let out = command.output().expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Every file under `dir` with its bytes.
-fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(folder) = stack.pop() {
-        for entry in std::fs::read_dir(&folder).expect("lists") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let bytes = std::fs::read(&path).expect("reads");
-                out.insert(path.strip_prefix(dir).expect("inside").to_owned(), bytes);
-            }
-        }
-    }
-    out
-}
 
 #[test]
 fn eval_and_export_leave_the_run_folder_as_it_was() {

@@ -2,9 +2,12 @@
 //! cases), the built-in sets, augmentation and the loader thread, and the `train` command's
 //! checkpoints, exact resume, `eval` and `export`.
 
+mod common;
+
+use common::{msbreg, run_ok};
+
 use std::io::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 use msbreg::data::augment::{AugmentConfig, augment_view};
 use msbreg::data::builtin;
@@ -409,22 +412,6 @@ fn the_loader_thread_hands_over_the_plan_in_order() {
     let mut sorted = e0.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, (0..50).collect::<Vec<_>>());
-}
-
-fn msbreg() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_msbreg"));
-    command.arg("--backend").arg("cpu");
-    command
-}
-
-fn run_ok(command: &mut Command) -> String {
-    let out = command.output().expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The lines of a run's metrics without the wall-clock fields.

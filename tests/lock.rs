@@ -3,18 +3,15 @@
 //! (taken over, in one line), and readers (`eval`, `export`) that neither take the lock nor
 //! write while a writer holds it.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{contents, msbreg, run as run_ok};
+
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use msbreg::session::{LOCK_FILE, LockHolder, RunFolder, RunWriter, SessionError, read_metrics};
-
-fn msbreg() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_msbreg"));
-    command.arg("--backend").arg("cpu");
-    command
-}
 
 /// `msbreg train` of `epochs` short epochs of the digits into `out`, with `extra` flags.
 fn train(out: &Path, epochs: u32, extra: &[&str]) -> Command {
@@ -40,12 +37,6 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn run_ok(command: &mut Command) -> Output {
-    let out = command.output().expect("runs");
-    assert!(out.status.success(), "{}", stderr(&out));
-    out
-}
-
 /// The steps of `metrics.jsonl`, which must rise strictly (one run's lines, in order).
 fn assert_steps_rise(run: &Path) -> Vec<u64> {
     let steps: Vec<u64> = read_metrics(&run.join("metrics.jsonl"))
@@ -59,24 +50,6 @@ fn assert_steps_rise(run: &Path) -> Vec<u64> {
         "interleaved or repeated steps: {steps:?}"
     );
     steps
-}
-
-/// Every file under `dir` with its bytes.
-fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(folder) = stack.pop() {
-        for entry in std::fs::read_dir(&folder).expect("lists") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let bytes = std::fs::read(&path).expect("reads");
-                out.insert(path.strip_prefix(dir).expect("inside").to_owned(), bytes);
-            }
-        }
-    }
-    out
 }
 
 #[test]
