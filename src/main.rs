@@ -66,11 +66,22 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// List the runs of a runs directory (default runs/): preset, dataset, steps, recorded
+    /// frames, last kNN, size, parent.
+    Runs {
+        /// The runs directory (or one run folder).
+        #[arg(default_value = "runs")]
+        dir: PathBuf,
+        /// One JSON object per run and line (keys path, preset, dataset, steps, frames,
+        /// first_step, last_step, knn_acc, bytes, parent, ...).
+        #[arg(long)]
+        json: bool,
+    },
     /// List the wgpu adapters and the backend `auto` would take.
     Backends,
 }
 
-#[derive(clap::Args, Default)]
+#[derive(clap::Args)]
 struct AppArgs {
     /// Start on the particle sandbox (Gaussian blobs) instead of the shapes images.
     #[arg(long)]
@@ -89,6 +100,33 @@ struct AppArgs {
     /// history points, UI time per frame over the period), to watch a long session.
     #[arg(long, value_name = "SECS", requires = "frame_stats")]
     stats_every: Option<f64>,
+    /// Where the app keeps its runs (every run that trains a step is a run folder here).
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    runs_dir: PathBuf,
+    /// The most the runs directory may hold, in GB: beyond it the oldest unpinned app runs
+    /// are removed (with a message).
+    #[arg(long, value_name = "GB", default_value_t = 2.0)]
+    runs_cap_gb: f64,
+    /// Open a run folder (one `train` or `simulate` wrote, or an app run) to replay it; while
+    /// another process still writes it, the app follows it live.
+    #[arg(long, value_name = "DIR")]
+    open: Option<PathBuf>,
+}
+
+impl Default for AppArgs {
+    /// What `msbreg` without a subcommand opens: the same as `msbreg app`.
+    fn default() -> Self {
+        Self {
+            sandbox: false,
+            paused: false,
+            seed: 0,
+            frame_stats: None,
+            stats_every: None,
+            runs_dir: PathBuf::from(msbreg::session::catalog::DEFAULT_RUNS_DIR),
+            runs_cap_gb: msbreg::session::catalog::DEFAULT_CAP_BYTES as f64 / 1e9,
+            open: None,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -141,6 +179,13 @@ enum BenchCommand {
         /// Timed frames per count (after one warm-up frame).
         #[arg(long, default_value_t = 30)]
         frames: usize,
+    },
+    /// The recording's size (MB per hour) and cost (% of the step time) at the app's default
+    /// settings, on the app's default workload and on the sandbox.
+    Record {
+        /// Seconds to train and record each workload for.
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
     },
     /// nalgebra's eigen-solver against burn-linalg's SVD for D x D covariances.
     Spectrum {
@@ -197,6 +242,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 msbreg::bench::run_sandbox(only, Duration::from_secs_f64(seconds.max(0.1)))
             }
             BenchCommand::Spectrum { dims } => msbreg::bench::run_spectrum(&dims),
+            BenchCommand::Record { seconds } => {
+                msbreg::bench::run_record_bench(&backend::select(cli.backend)?, seconds.max(1.0))
+            }
             BenchCommand::Render { points, frames } => bench_render(&points, frames),
             BenchCommand::Backends { cpu_only } => msbreg::bench::run_backends(!cpu_only),
             BenchCommand::Train {
@@ -219,6 +267,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             ),
         },
+        Some(Command::Runs { dir, json }) => cli::runs::runs_command(&dir, json),
         Some(Command::Backends) => {
             let adapters = backend::probe_adapters();
             if adapters.is_empty() {
@@ -289,7 +338,22 @@ fn open_app(choice: BackendChoice, args: &AppArgs) -> anyhow::Result<()> {
         msbreg::config::WorkloadSettings::default()
     };
     settings.seed = args.seed;
+    if let Some(dir) = &args.open {
+        // Say what is wrong before a window opens.
+        msbreg::session::RunFolder::open(dir)?;
+    }
+    if !(args.runs_cap_gb.is_finite() && args.runs_cap_gb > 0.0) {
+        anyhow::bail!(
+            "--runs-cap-gb {}: give the most the runs directory may hold, in GB (> 0)",
+            args.runs_cap_gb
+        );
+    }
     msbreg::app::run_app(msbreg::app::AppOptions {
+        runs: Some(msbreg::trainer::RunsDir {
+            dir: args.runs_dir.clone(),
+            cap_bytes: (args.runs_cap_gb * 1e9) as u64,
+        }),
+        open: args.open.clone(),
         backend,
         settings,
         running: !args.paused,

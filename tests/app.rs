@@ -27,6 +27,8 @@ fn sandbox_app(running: bool) -> Harness<'static, MsbregApp> {
         settings: WorkloadSettings::sandbox(SandboxKind::Gaussians),
         running,
         frame_stats: None,
+        runs: None,
+        open: None,
     };
     let ctx = egui::Context::default();
     let app = MsbregApp::new(&ctx, None, options);
@@ -205,6 +207,8 @@ fn every_view_mode_renders_the_particles_through_wgpu() {
         settings: WorkloadSettings::sandbox(SandboxKind::Gaussians),
         running: false,
         frame_stats: None,
+        runs: None,
+        open: None,
     };
     let render_state = egui_kittest::wgpu::create_render_state(
         egui_kittest::wgpu::default_wgpu_setup(),

@@ -9,7 +9,9 @@
 
 mod controls;
 mod history;
+mod opened;
 mod plots;
+mod timeline;
 mod view;
 
 use std::collections::VecDeque;
@@ -20,10 +22,13 @@ use eframe::{egui, egui_wgpu};
 
 use crate::backend::Backend;
 use crate::method::Dynamics;
-use crate::trainer::{Command, RunInfo, Snapshot, Trainer};
+use crate::projection::Frame;
+use crate::trainer::{Command, RunInfo, RunsDir, Snapshot, Trainer};
 
 pub use crate::config::{DataChoice, ModelChoice, WorkloadSettings};
 pub use history::{History, POINTS_PER_SERIES, Series};
+pub use opened::Opened;
+pub use timeline::{SPEEDS, Timeline};
 pub use view::{ViewMode, ViewSettings, class_color};
 
 /// What the app starts with.
@@ -35,6 +40,10 @@ pub struct AppOptions {
     pub running: bool,
     /// Measure frame times (`--frame-stats`).
     pub frame_stats: Option<FrameStats>,
+    /// Where runs are kept (`None`: in memory only).
+    pub runs: Option<RunsDir>,
+    /// A run folder to open and watch instead of training (`--open DIR`).
+    pub open: Option<std::path::PathBuf>,
 }
 
 /// `--frame-stats`: repaint continuously and report frame times on stderr.
@@ -112,6 +121,12 @@ pub struct MsbregApp {
     thumbnails: view::Thumbnails,
     /// Camera and hover state of the particle view.
     camera: crate::render::Camera,
+    /// The scrub bar over the recording of the run on screen.
+    pub timeline: Timeline,
+    /// A run folder opened to watch (shown instead of the trainer's run).
+    opened: Option<Opened>,
+    /// Messages that are not errors (old runs removed by the size cap), newest last.
+    notes: Vec<String>,
 }
 
 impl MsbregApp {
@@ -130,11 +145,12 @@ impl MsbregApp {
         let dynamics = workload.settings().dynamics();
         let learning_rate = workload.settings().learning_rate();
         let repaint_ctx = ctx.clone();
-        let (trainer, error) = match Trainer::spawn(
+        let (trainer, error) = match Trainer::spawn_keeping(
             &options.backend,
             workload,
-            options.running,
+            options.running && options.open.is_none(),
             Box::new(move || repaint_ctx.request_repaint()),
+            options.runs.clone(),
         ) {
             Ok(trainer) => (Some(trainer), None),
             Err(err) => (
@@ -142,7 +158,7 @@ impl MsbregApp {
                 Some(format!("could not start the trainer thread: {err}")),
             ),
         };
-        Self {
+        let mut app = Self {
             trainer,
             backend: options.backend,
             settings,
@@ -165,7 +181,72 @@ impl MsbregApp {
             gpu_view: render_state.is_some(),
             thumbnails: view::Thumbnails::default(),
             camera: crate::render::Camera::default(),
+            timeline: Timeline::default(),
+            opened: None,
+            notes: Vec::new(),
+        };
+        if let Some(dir) = &options.open {
+            app.open_folder(dir);
         }
+        app
+    }
+
+    /// Shows the run folder `dir` (its recording and metrics, followed while written)
+    /// instead of the trainer's run; the trainer pauses.
+    pub fn open_folder(&mut self, dir: &std::path::Path) {
+        match Opened::open(dir, u64::MAX - self.notes.len() as u64) {
+            Ok(opened) => {
+                if self.latest.as_ref().is_some_and(|s| s.running) {
+                    self.send(Command::Pause);
+                }
+                self.timeline.follow(Some(dir));
+                self.camera.reset();
+                self.opened = Some(opened);
+            }
+            Err(err) => self.error = Some(format!("cannot open {}: {err}", dir.display())),
+        }
+    }
+
+    /// Back from an opened folder to the trainer's run.
+    pub fn close_folder(&mut self) {
+        self.opened = None;
+        let folder = self.latest.as_ref().and_then(|s| s.folder.clone());
+        self.timeline.follow(folder.as_deref());
+        self.camera.reset();
+    }
+
+    /// The opened folder, if one is shown.
+    pub fn opened(&self) -> Option<&Opened> {
+        self.opened.as_ref()
+    }
+
+    /// What the view and the plots show: the opened folder's run, or the trainer's.
+    pub fn shown_info(&self) -> Option<Arc<RunInfo>> {
+        match &self.opened {
+            Some(opened) => Some(Arc::clone(&opened.info)),
+            None => self.info.clone(),
+        }
+    }
+
+    /// The frame the view draws: the one under the timeline's cursor, else the newest (the
+    /// trainer's live frame, or an opened recording's last).
+    pub fn shown_frame(&mut self) -> Option<Arc<Frame>> {
+        if let Some(recorded) = self.timeline.shown() {
+            return Some(Arc::clone(&recorded.frame));
+        }
+        if self.opened.is_some() {
+            return self.timeline.head_frame();
+        }
+        self.latest.as_ref().and_then(|s| s.frame.clone())
+    }
+
+    /// The history the plots show.
+    pub fn shown_history(&self) -> &History {
+        self.opened.as_ref().map_or(&self.history, |o| &o.history)
+    }
+
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// Sends `command` to the trainer and records it.
@@ -225,6 +306,7 @@ impl MsbregApp {
             } else if fresh_run {
                 self.error = None;
             }
+            self.notes.extend(snapshot.notes.iter().cloned());
             if snapshot.settings_seq == settings_sent {
                 // The trainer has answered the user's last change: show what it uses (a
                 // rejected value springs back; a new run's own learning rate appears).
@@ -232,6 +314,13 @@ impl MsbregApp {
                 self.learning_rate = snapshot.learning_rate;
             }
             self.latest = Some(snapshot);
+        }
+        match &mut self.opened {
+            Some(opened) => opened.poll(),
+            None => {
+                let folder = self.latest.as_ref().and_then(|s| s.folder.clone());
+                self.timeline.follow(folder.as_deref());
+            }
         }
     }
 
@@ -252,13 +341,18 @@ impl MsbregApp {
         if ctx.egui_wants_keyboard_input() {
             return;
         }
-        let (space, s, r) = ctx.input(|input| {
+        let (space, s, r, left, right) = ctx.input(|input| {
             (
                 input.key_pressed(egui::Key::Space),
                 input.key_pressed(egui::Key::S),
                 input.key_pressed(egui::Key::R),
+                input.key_pressed(egui::Key::ArrowLeft),
+                input.key_pressed(egui::Key::ArrowRight),
             )
         });
+        if left || right {
+            self.timeline.step_frame(right);
+        }
         if space {
             let running = self.latest.as_ref().is_some_and(|s| s.running);
             self.send(if running {
@@ -293,7 +387,13 @@ impl MsbregApp {
             .default_size(380.0)
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
-                    plots::plots_ui(&self.history, self.latest.as_ref(), ui);
+                    let cursor = self.timeline.cursor();
+                    let latest = if self.opened.is_some() {
+                        None
+                    } else {
+                        self.latest.as_ref()
+                    };
+                    plots::plots_ui(self.shown_history(), latest, cursor, ui);
                 });
             });
         egui::CentralPanel::default().show(ui, |ui| view::view_ui(self, ui));
@@ -387,6 +487,14 @@ impl MsbregApp {
                 None => {
                     ui.label("starting the run...");
                 }
+            }
+            if let Some(folder) = self.latest.as_ref().and_then(|s| s.folder.as_ref()) {
+                ui.separator();
+                ui.label(format!("saved in {}", folder.display()));
+            }
+            if let Some(note) = self.notes.last() {
+                ui.separator();
+                ui.label(note);
             }
             ui.separator();
             ui.label(format!(

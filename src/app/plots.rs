@@ -4,7 +4,7 @@
 //! (`history.rs`), so each frame borrows them as they are.
 
 use eframe::egui;
-use egui_plot::{Legend, Line, Plot, PlotPoints};
+use egui_plot::{Legend, Line, Plot, PlotPoints, PlotUi, VLine};
 
 use super::{History, Series};
 use crate::trainer::Snapshot;
@@ -23,25 +23,44 @@ fn line<'a>(name: &str, series: &'a Series) -> Line<'a> {
     Line::new(name, PlotPoints::Borrowed(series.points()))
 }
 
-pub fn plots_ui(history: &History, latest: Option<&Snapshot>, ui: &mut egui::Ui) {
+/// The timeline's cursor as a vertical line (nothing at Live).
+fn cursor_line(plot_ui: &mut PlotUi<'_>, cursor: Option<u64>) {
+    if let Some(step) = cursor {
+        plot_ui.vline(
+            VLine::new("timeline", step as f64)
+                .color(egui::Color32::from_rgb(240, 180, 60))
+                .width(1.5),
+        );
+    }
+}
+
+pub fn plots_ui(
+    history: &History,
+    latest: Option<&Snapshot>,
+    cursor: Option<u64>,
+    ui: &mut egui::Ui,
+) {
     ui.label(egui::RichText::new("Losses").strong());
     plot("losses").show(ui, |plot_ui| {
         plot_ui.line(line("total", &history.loss));
         plot_ui.line(line("centroid", &history.loss_centroid));
         plot_ui.line(line("singular value", &history.loss_sv));
         plot_ui.line(line("Brownian", &history.loss_brownian));
+        cursor_line(plot_ui, cursor);
     });
 
     ui.label(egui::RichText::new("Effective rank and collapse level").strong());
     plot("rank").show(ui, |plot_ui| {
         plot_ui.line(line("effective rank / D", &history.effective_rank_per_dim));
         plot_ui.line(line("collapse level", &history.collapse_level));
+        cursor_line(plot_ui, cursor);
     });
 
     ui.label(egui::RichText::new("Uniformity and alignment").strong());
     plot("uniformity").show(ui, |plot_ui| {
         plot_ui.line(line("uniformity", &history.uniformity));
         plot_ui.line(line("alignment", &history.alignment));
+        cursor_line(plot_ui, cursor);
     });
 
     ui.label(egui::RichText::new("kNN accuracy (held out)").strong());
@@ -50,6 +69,7 @@ pub fn plots_ui(history: &History, latest: Option<&Snapshot>, ui: &mut egui::Ui)
         .include_y(1.0)
         .show(ui, |plot_ui| {
             plot_ui.line(line("kNN accuracy", &history.knn_acc));
+            cursor_line(plot_ui, cursor);
         });
 
     ui.label(egui::RichText::new("Singular value spectrum (log10)").strong());

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use eframe::egui;
 
 use super::MsbregApp;
+use super::timeline::timeline_ui;
 use crate::data::images::Dataset;
 use crate::render::{self, Camera, LineVertex, Particle};
 use crate::trainer::{Frame, Preview, RunInfo};
@@ -199,12 +200,22 @@ fn legend_ui(info: &RunInfo, ui: &mut egui::Ui) {
 pub fn view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
     toolbar_ui(app, ui);
     error_ui(app, ui);
-    let Some(snapshot) = app.latest.clone() else {
+    opened_ui(app, ui);
+    let Some(info) = app.shown_info() else {
         ui.centered_and_justified(|ui| ui.label("Starting the run..."));
         return;
     };
-    legend_ui(&snapshot.info, ui);
-    ui.label(snapshot.info.workload.settings().describe());
+    legend_ui(&info, ui);
+    ui.label(info.workload.settings().describe());
+    let live_step = if app.opened().is_some() {
+        None
+    } else {
+        app.latest().map(|s| s.step)
+    };
+    egui::Panel::bottom("timeline").show(ui, |ui| {
+        timeline_ui(&mut app.timeline, live_step, ui);
+    });
+    let frame = app.shown_frame();
 
     let (rect, response) =
         ui.allocate_exact_size(ui.available_size(), egui::Sense::click_and_drag());
@@ -225,10 +236,10 @@ pub fn view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
     ui.painter()
         .rect_filled(rect, 0.0, egui::Color32::from_gray(18));
 
-    let Some(frame) = &snapshot.frame else {
+    let Some(frame) = &frame else {
         return;
     };
-    let (particles, lines) = frame_geometry(frame, &snapshot.info.labels, &app.view);
+    let (particles, lines) = frame_geometry(frame, &info.labels, &app.view);
     let style = render::RenderStyle {
         point_size_px: app.view.point_size_px,
         opacity: app.view.opacity,
@@ -250,18 +261,45 @@ pub fn view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
     let viewport = [rect.width(), rect.height()];
     if let Some(pointer) = response.hover_pos() {
         let cursor = [pointer.x - rect.min.x, pointer.y - rect.min.y];
-        let shown = snapshot.info.labels.len().min(particles.len());
+        let shown = info.labels.len().min(particles.len());
         if let Some(index) = app.camera.pick(&particles[..shown], cursor, viewport, 8.0) {
-            hover_ui(app, &snapshot.info, index, &response);
+            hover_ui(app, &info, index, &response);
         }
     }
     ui.painter().text(
         rect.right_bottom() - egui::vec2(8.0, 8.0),
         egui::Align2::RIGHT_BOTTOM,
-        format!("step {}", frame.step),
+        if app.timeline.is_live() {
+            format!("step {}", frame.step)
+        } else {
+            format!("replay: step {}", frame.step)
+        },
         egui::FontId::monospace(12.0),
         egui::Color32::from_gray(160),
     );
+}
+
+/// Which run folder is open (and whether another process is writing it), with the way back.
+fn opened_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
+    let Some(opened) = app.opened() else {
+        return;
+    };
+    let text = match &opened.writer {
+        Some(holder) => format!(
+            "Watching {} live: {} is writing it",
+            opened.dir.display(),
+            holder.describe()
+        ),
+        None => format!("Replaying {}", opened.dir.display()),
+    };
+    let mut back = false;
+    ui.horizontal_wrapped(|ui| {
+        ui.label(egui::RichText::new(text).strong());
+        back = ui.button("Back to the app's run").clicked();
+    });
+    if back {
+        app.close_folder();
+    }
 }
 
 /// egui's own painter, where the wgpu renderer is not installed (tests without a GPU).

@@ -3,6 +3,7 @@
 //! dispatches, and is the only place errors are printed.
 
 pub mod evaluate;
+pub mod runs;
 pub mod simulate;
 pub mod train;
 
@@ -36,4 +37,15 @@ pub fn next_free_dir(parent: &Path, prefix: &str) -> anyhow::Result<PathBuf> {
         .map(|n| parent.join(format!("{prefix}-{n:03}")))
         .find(|path| !path.exists())
         .with_context(|| format!("no free run folder name left in {}", parent.display()))
+}
+
+/// The line about a headless run's recording, after it ends.
+pub fn recording_line(out: &Path, frames: u64, bytes: u64) -> Option<String> {
+    (frames > 0).then(|| {
+        format!(
+            "recorded {frames} frames ({}); replay with `msbreg app --open {}`",
+            runs::human_bytes(bytes),
+            out.display()
+        )
+    })
 }

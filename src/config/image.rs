@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConfigError, MAX_STEPS, Preset, check, merge_tables, to_toml, validate_dynamics, validate_knn,
+    ConfigError, MAX_STEPS, Preset, RecordSettings, check, merge_tables, to_toml, validate_dynamics, validate_knn,
     validate_optimizer,
 };
 use crate::data::augment::AugmentConfig;
@@ -87,6 +87,7 @@ pub struct TrainConfig {
     pub log_every: usize,
     pub eval: EvalSettings,
     pub checkpoint: CheckpointSettings,
+    pub record: RecordSettings,
     /// Batches the loader thread prepares ahead.
     pub loader_queue: usize,
 }
@@ -123,6 +124,8 @@ impl TrainConfig {
             log_every: 10,
             eval: EvalSettings::default(),
             checkpoint: CheckpointSettings::default(),
+            // A frame costs a forward pass of the display set (about one step): 2%.
+            record: RecordSettings::every(50),
             loader_queue: 4,
         }
     }
@@ -292,6 +295,7 @@ impl TrainConfig {
         )?;
         validate_optimizer(&self.optimizer)?;
         validate_knn(&self.eval.knn, ["eval.knn.k", "eval.knn.temperature"])?;
+        self.record.validate()?;
         check(
             self.checkpoint.keep >= 1,
             "checkpoint.keep",

@@ -23,7 +23,7 @@ pub use workload::{
     DISPLAY_POINTS, DataChoice, ModelChoice, RunSettings, Workload, WorkloadSettings,
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::sandbox::{SandboxDataConfig, ViewConfig};
 use crate::diagnostics::KnnConfig;
@@ -149,7 +149,51 @@ impl Preset {
             dynamics: self.dynamics(),
             optimizer: OptimizerConfig::default(),
             knn: KnnConfig::default(),
+            record: RecordSettings::every(10),
         }
+    }
+}
+
+/// How a run records its display set (`[record]`; see `session::recording`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordSettings {
+    /// `train` and `simulate` record a frame every this many steps (and at the first and the
+    /// last); 0 records nothing. The app records every frame it shows.
+    pub every_steps: usize,
+    /// The full D-dimensional display embeddings are stored with every this many frames (so a
+    /// replay can re-project); 0 = never.
+    pub embeddings_every: usize,
+}
+
+impl RecordSettings {
+    /// A frame every `every_steps` steps, embeddings with every 20th.
+    pub fn every(every_steps: usize) -> Self {
+        Self {
+            every_steps,
+            embeddings_every: 20,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            self.every_steps <= MAX_STEPS,
+            "record.every_steps",
+            self.every_steps,
+            "0 (no recording) to 1,000,000,000 steps",
+        )?;
+        check(
+            self.embeddings_every <= 1_000_000,
+            "record.embeddings_every",
+            self.embeddings_every,
+            "0 (never) to 1,000,000 frames",
+        )
+    }
+}
+
+impl Default for RecordSettings {
+    fn default() -> Self {
+        Self::every(10)
     }
 }
 

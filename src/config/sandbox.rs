@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConfigError, MAX_STEPS, Preset, check, merge_tables, to_toml, validate_dynamics, validate_knn,
+    ConfigError, MAX_STEPS, Preset, RecordSettings, check, merge_tables, to_toml, validate_dynamics, validate_knn,
     validate_optimizer,
 };
 use crate::data::sandbox::{SandboxDataConfig, SandboxKind, ViewConfig};
@@ -34,6 +34,7 @@ pub struct SimConfig {
     pub dynamics: Dynamics,
     pub optimizer: OptimizerConfig,
     pub knn: KnnConfig,
+    pub record: RecordSettings,
 }
 
 impl Default for SimConfig {
@@ -195,6 +196,7 @@ impl SimConfig {
         }
         validate_optimizer(&self.optimizer)?;
         validate_knn(&self.knn, ["knn.k", "knn.temperature"])?;
+        self.record.validate()?;
         validate_dynamics(&self.dynamics)
     }
 }

@@ -37,6 +37,10 @@ pub trait RunSettings {
     fn embed_dim(&self) -> usize;
     /// One line for a status bar or a progress line.
     fn describe(&self) -> String;
+    /// The data, in a few words (what `msbreg runs` lists).
+    fn dataset(&self) -> String;
+    /// The preset the config started from.
+    fn preset(&self) -> &str;
     /// Every key, as written into a run folder's `config.toml`.
     fn to_toml(&self) -> Result<String, ConfigError>;
     /// Checks every key.
@@ -60,7 +64,7 @@ impl Workload {
 }
 
 macro_rules! run_settings {
-    ($config:ty, $describe:expr) => {
+    ($config:ty, $describe:expr, $dataset:expr) => {
         impl RunSettings for $config {
             fn seed(&self) -> u64 {
                 self.seed
@@ -84,6 +88,13 @@ macro_rules! run_settings {
                 let describe: fn(&Self) -> String = $describe;
                 describe(self)
             }
+            fn dataset(&self) -> String {
+                let dataset: fn(&Self) -> String = $dataset;
+                dataset(self)
+            }
+            fn preset(&self) -> &str {
+                &self.preset
+            }
             fn to_toml(&self) -> Result<String, ConfigError> {
                 to_toml(self)
             }
@@ -97,7 +108,7 @@ macro_rules! run_settings {
 run_settings!(SimConfig, |config| format!(
     "sandbox {:?}, MLP, N {}, M {}, D {}",
     config.data.kind, config.batch_size, config.views.count, config.model.embed_dim
-));
+), |config| format!("sandbox {}", config.data.kind.name()));
 run_settings!(TrainConfig, |config| format!(
     "{}, {:?}, N {}, M {}, D {}",
     config.data.describe(),
@@ -105,7 +116,7 @@ run_settings!(TrainConfig, |config| format!(
     config.batch_size,
     config.views,
     config.model.embed_dim
-));
+), |config| config.data.describe());
 
 /// The datasets the app offers, the built-in ones first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -10,8 +10,52 @@ use std::time::Instant;
 
 use super::HeadlessError;
 use crate::method::StepReport;
-use crate::session::nan_diagnostics;
-use crate::session::{MetricsRecord, Run, RunWriter, SessionError, list_checkpoints};
+use crate::projection::{Projector, project_frame};
+use crate::session::{
+    MetricsRecord, RECORDING_FILE, Recorder, Run, RunWriter, SessionError, list_checkpoints,
+    nan_diagnostics,
+};
+
+/// A headless run's recording: the display set projected every `record_every` steps.
+struct FrameRecorder {
+    recorder: Recorder,
+    projector: Projector,
+}
+
+impl FrameRecorder {
+    /// The recording of the run in `folder`: a new one for a fresh run, the old one cut back
+    /// to `run`'s step for a resumed run (or a new one when it has none).
+    fn open(run: &dyn Run, folder: &RunWriter, fresh: bool) -> Result<Option<Self>, SessionError> {
+        let cadence = run.cadence();
+        if cadence.record_every == 0 {
+            return Ok(None);
+        }
+        let path = folder.path().join(RECORDING_FILE);
+        let recorder = if fresh {
+            // Left by a run that stopped before it logged anything: this run replaces it.
+            if path.is_file() {
+                std::fs::remove_file(&path).map_err(|e| crate::session::write_err(&path, e))?;
+            }
+            Recorder::create(&path, run, cadence.embeddings_every)?
+        } else {
+            Recorder::resume(&path, run, run.steps_done(), cadence.embeddings_every)?
+        };
+        Ok(Some(Self {
+            recorder,
+            projector: Projector::default(),
+        }))
+    }
+
+    fn record(&mut self, run: &dyn Run) -> Result<(), SessionError> {
+        let rows = run.display_embeddings()?;
+        let d = run.settings().embed_dim();
+        let (frame, _) = project_frame(&mut self.projector, run.steps_done(), &rows, d);
+        let settings = run.settings();
+        self.recorder
+            .push(&frame, &rows, d, settings.dynamics(), settings.learning_rate())?;
+        Ok(())
+    }
+}
 
 /// How far one call of [`drive`] goes.
 #[derive(Clone, Copy, Debug, Default)]
@@ -50,6 +94,9 @@ pub struct Outcome {
     pub elapsed_secs: f64,
     /// Files the run wrote at the end (besides config, metrics and checkpoints).
     pub outputs: Vec<String>,
+    /// Frames in the recording, and its bytes (0 without one).
+    pub frames_recorded: u64,
+    pub recording_bytes: u64,
 }
 
 /// Trains `run` from its current step into `folder` until its last step (or
@@ -125,8 +172,15 @@ pub fn drive(
         record
     };
 
+    let fresh = start_step == 0 && !folder.has_metrics();
+    let mut recorder = FrameRecorder::open(&*run, folder, fresh)?;
+    if let (true, Some(recorder)) = (fresh, recorder.as_mut()) {
+        recorder
+            .record(&*run)
+            .map_err(|reason| stopped(&*run, 0, reason, 0))?;
+    }
     // The step-0 line, unless a run resumed from its step-0 checkpoint has it already.
-    if start_step == 0 && !folder.has_metrics() {
+    if fresh {
         let diagnostics = run
             .evaluate()
             .map_err(|reason| stopped(&*run, 0, reason, 0))?;
@@ -207,6 +261,13 @@ pub fn drive(
         } else {
             unlogged = Some((step, report));
         }
+        if let Some(recorder) = recorder.as_mut()
+            && (step.is_multiple_of(cadence.record_every) || step == end)
+        {
+            recorder
+                .record(&*run)
+                .map_err(|reason| stopped(&*run, step, reason, metrics.lines()))?;
+        }
         let checkpoint_every = cadence.checkpoint_every;
         if (checkpoint_every > 0 && step.is_multiple_of(checkpoint_every)) || step == end {
             folder.write_checkpoint(&*run, cadence.keep)?;
@@ -221,6 +282,14 @@ pub fn drive(
             record: logged,
         });
     }
+    let (frames_recorded, recording_bytes) = match recorder.as_mut() {
+        Some(recorder) => {
+            recorder.recorder.flush().map_err(SessionError::from)?;
+            let writer = recorder.recorder.writer();
+            (writer.frames_written(), writer.bytes())
+        }
+        None => (0, 0),
+    };
     let outputs = if run.steps_done() >= end {
         run.write_outputs(folder.path())?
     } else {
@@ -237,6 +306,8 @@ pub fn drive(
         input_wait_secs: run.input_wait_secs(),
         elapsed_secs,
         outputs,
+        frames_recorded,
+        recording_bytes,
     })
 }
 

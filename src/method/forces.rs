@@ -98,6 +98,41 @@ impl Default for Dynamics {
     }
 }
 
+impl Dynamics {
+    /// What changed from `old` to `self`, in words ("Brownian off; singular value weight 0.2
+    /// -> 0.5"); empty when nothing did. The timeline shows it on the event's mark.
+    pub fn describe_change(&self, old: &Self) -> String {
+        let mut parts = Vec::new();
+        for (name, new, was) in [
+            ("centroid", self.centroid, old.centroid),
+            ("singular value", self.singular_value, old.singular_value),
+            ("Brownian", self.brownian, old.brownian),
+        ] {
+            if new.on != was.on {
+                parts.push(format!("{name} {}", if new.on { "on" } else { "off" }));
+            }
+            if new.weight != was.weight {
+                parts.push(format!("{name} weight {} -> {}", was.weight, new.weight));
+            }
+        }
+        if self.centroid_mode != old.centroid_mode {
+            parts.push(format!("centroid mode {:?}", self.centroid_mode));
+        }
+        for (name, new, was) in [
+            ("predictor", self.predictor, old.predictor),
+            ("EMA", self.ema, old.ema),
+        ] {
+            if new != was {
+                parts.push(format!("{name} {}", if new { "on" } else { "off" }));
+            }
+        }
+        if self.tau != old.tau {
+            parts.push(format!("tau {} -> {}", old.tau, self.tau));
+        }
+        parts.join("; ")
+    }
+}
+
 /// The centroids each view is pulled toward, from the target embeddings (no gradient).
 ///
 /// # Shapes

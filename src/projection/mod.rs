@@ -13,7 +13,11 @@
 //! Pure functions plus [`Projector`], which remembers the previous basis. Runs on the trainer
 //! thread, never on the UI thread.
 
+mod frame;
+
 use nalgebra::{DMatrix, Matrix3, SymmetricEigen};
+
+pub use frame::{Frame, GRID, dequantize, project_frame, quantize};
 
 /// Coordinates the view draws: 3 per point.
 pub const COMPONENTS: usize = 3;

@@ -51,6 +51,9 @@ fn remove_what_msbreg_wrote(out: &Path) -> Result<(), SessionError> {
         "labels.tsv",
         "vectors.tsv",
         "metadata.tsv",
+        super::RECORDING_FILE,
+        super::EVENTS_FILE,
+        super::catalog::ORIGIN_FILE,
     ] {
         let path = out.join(name);
         if path.is_file() {

@@ -352,6 +352,8 @@ impl Run for ImageRun {
             every => every as u64,
         };
         Cadence {
+            record_every: self.config.record.every_steps as u64,
+            embeddings_every: self.config.record.embeddings_every as u64,
             log_every: self.config.log_every as u64,
             eval_every,
             checkpoint_every: self.config.checkpoint.every_steps as u64,

@@ -92,6 +92,15 @@ impl LockHolder {
     }
 }
 
+/// Who is writing the run folder `dir` now, as far as its `.lock` file and `/proc` tell,
+/// without touching the lock (a reader that took it, even shared and briefly, could make a
+/// writer starting at that moment fail). `None` when nobody is, or when it cannot be told
+/// (a holder on another host counts as writing).
+pub fn current_writer(dir: &Path) -> Option<LockHolder> {
+    let holder = LockHolder::read(&dir.join(LOCK_FILE))?;
+    (holder.is_running() != Some(false)).then_some(holder)
+}
+
 /// A lock file that no process held, which a new writer took over.
 #[derive(Clone, Debug)]
 pub struct StaleLock {

@@ -13,12 +13,15 @@
 //! Behind `Box<dyn Run>` each run's code stays in its own file, and the only match on the
 //! workload is [`open`]. A step's cost (milliseconds) dwarfs a virtual call.
 
+pub mod catalog;
 mod checkpoint;
+mod events;
 mod folder;
 mod image;
 mod lock;
 pub mod memory;
 mod metrics;
+pub mod recording;
 mod sandbox;
 mod splits;
 
@@ -27,10 +30,15 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 
 pub use checkpoint::{CheckpointState, list_checkpoints};
+pub use events::{EVENTS_FILE, Event, EventsWriter, read_events};
 pub use folder::{MetricsWriter, RunFolder, RunWriter, write_atomic};
 pub use image::ImageRun;
-pub use lock::{LOCK_FILE, LockHolder, RunLock, StaleLock};
+pub use lock::{LOCK_FILE, LockHolder, RunLock, StaleLock, current_writer};
 pub use metrics::{MetricsRecord, nan_diagnostics, read_metrics};
+pub use recording::{
+    RECORDING_FILE, RecordedFrame, Recorder, Recording, RecordingError, RecordingHeader,
+    RecordingWriter,
+};
 pub use sandbox::SandboxRun;
 
 use crate::config::{ConfigError, RunSettings, Workload};
@@ -56,6 +64,8 @@ pub enum SessionError {
     Write { path: PathBuf, reason: String },
     #[error("cannot read {path}: {reason}")]
     Read { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Recording(#[from] RecordingError),
     /// Another writer holds the run folder's lock.
     #[error(
         "run folder {} is being written by {holder}; wait for it to end or choose another folder",
@@ -118,6 +128,10 @@ pub struct Schedule {
 /// How often a headless run logs, evaluates and checkpoints (0 = at the end only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cadence {
+    /// Record a frame every this many steps (0 = no recording), the embeddings with every
+    /// `embeddings_every`-th frame.
+    pub record_every: u64,
+    pub embeddings_every: u64,
     pub log_every: u64,
     pub eval_every: u64,
     pub checkpoint_every: u64,

@@ -238,6 +238,8 @@ impl Run for SandboxRun {
     fn cadence(&self) -> Cadence {
         let log_every = self.config.log_every as u64;
         Cadence {
+            record_every: self.config.record.every_steps as u64,
+            embeddings_every: self.config.record.embeddings_every as u64,
             log_every,
             eval_every: log_every,
             checkpoint_every: 0,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::config::{Workload, WorkloadSettings};
 use crate::method::{Dynamics, StepReport};
+pub use crate::projection::Frame;
 pub use crate::session::Preview;
 
 /// What the UI asks of the trainer. Everything is applied between two steps.
@@ -49,19 +50,6 @@ pub struct RunInfo {
     pub preview: Preview,
     /// Embedding dimension D.
     pub embed_dim: usize,
-}
-
-/// The displayed points, projected to 3-D by the aligned PCA basis (see `projection`).
-#[derive(Clone, Debug, Default)]
-pub struct Frame {
-    pub step: u64,
-    /// One per displayed point: the projected unit embedding (inside the unit ball).
-    pub points: Vec<[f32; 3]>,
-    /// The same on the unit sphere (normalised top-3 PCA).
-    pub sphere: Vec<[f32; 3]>,
-    /// Two fixed augmented views of every displayed point, projected the same way.
-    pub views: Vec<[[f32; 3]; 2]>,
-    pub views_sphere: Vec<[[f32; 3]; 2]>,
 }
 
 /// The diagnostics of the displayed embeddings (cheap: no kNN bank).
@@ -109,4 +97,8 @@ pub struct Snapshot {
     pub images_per_sec: f64,
     /// The last error (NaN loss, a dataset that did not load); the run on screen is kept.
     pub error: Option<String>,
+    /// The run folder the run is kept in (once it has trained a step; `None` in memory).
+    pub folder: Option<std::path::PathBuf>,
+    /// Messages that are not errors (old runs the size cap removed), each sent once.
+    pub notes: Vec<String>,
 }

@@ -20,6 +20,7 @@
 //! disconnects the queue, and the thread ends by itself after the step it is in, so closing
 //! the window is immediate. [`Trainer::shutdown`] waits, for tests and headless callers.
 
+mod folder;
 pub mod messages;
 mod slots;
 mod thread;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
 
 pub use messages::{Command, DisplayDiagnostics, Frame, MetricsPoint, Preview, RunInfo, Snapshot};
+pub use folder::{APP_EMBEDDINGS_EVERY, RunsDir};
 pub use slots::{Bell, Slot};
 
 use crate::backend::Backend;
@@ -100,6 +102,9 @@ impl Mailbox {
                         if snapshot.frame.is_none() {
                             snapshot.frame = old.frame;
                         }
+                        let mut notes = old.notes;
+                        notes.append(&mut snapshot.notes);
+                        snapshot.notes = notes;
                     }
                 }
             }
@@ -121,13 +126,26 @@ pub struct Trainer {
 const COMMAND_CAPACITY: usize = 256;
 
 impl Trainer {
-    /// Starts the trainer thread on `backend` with `workload`, running or paused.
-    /// `repaint` is called after every snapshot (the app passes `ctx.request_repaint`).
+    /// Starts the trainer thread on `backend` with `workload`, running or paused, keeping
+    /// its runs in memory only. `repaint` is called after every snapshot (the app passes
+    /// `ctx.request_repaint`).
     pub fn spawn(
         backend: &Backend,
         workload: Workload,
         running: bool,
         repaint: Box<dyn Fn() + Send>,
+    ) -> std::io::Result<Self> {
+        Self::spawn_keeping(backend, workload, running, repaint, None)
+    }
+
+    /// [`Trainer::spawn`], keeping every run that trains a step as a run folder in `runs`
+    /// (config, metrics, events, recording; see `folder`).
+    pub fn spawn_keeping(
+        backend: &Backend,
+        workload: Workload,
+        running: bool,
+        repaint: Box<dyn Fn() + Send>,
+        runs: Option<RunsDir>,
     ) -> std::io::Result<Self> {
         let (command_sender, commands) = bounded(COMMAND_CAPACITY);
         let (snapshot_sender, snapshots) = bounded(1);
@@ -147,6 +165,7 @@ impl Trainer {
                     &*repaint,
                     running,
                     workload,
+                    runs,
                     &commands,
                     &thread_shared,
                 );
@@ -273,7 +292,17 @@ impl Trainer {
 
 impl Drop for Trainer {
     fn drop(&mut self) {
-        // Stop without waiting: the thread ends after its current step; the window closes now.
+        // Stop, and wait a moment for the thread to write the run's last frames: it ends
+        // after its current step. A long step is not waited for: the window closes now.
         self.stop_signal();
+        let start = Instant::now();
+        while self
+            .handle
+            .as_ref()
+            .is_some_and(|handle| !handle.is_finished())
+            && start.elapsed() < Duration::from_millis(1500)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }

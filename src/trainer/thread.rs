@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError, select};
 
+use super::folder::{AppFolder, RunsDir};
 use super::messages::{DisplayDiagnostics, Frame, MetricsPoint, RunInfo, Snapshot};
 use super::{Action, Mailbox, RunRequest, Shared, Steering};
 use crate::backend::Backend;
 use crate::config::{Workload, validate_dynamics};
 use crate::diagnostics;
-use crate::projection::{Projector, on_sphere};
-use crate::session::{self, Run, SessionError};
+use crate::projection::{Projector, project_frame};
+use crate::session::catalog::Origin;
+use crate::session::{self, MetricsRecord, Run, SessionError};
 
 /// The display is refreshed at most this often while running.
 const DISPLAY_INTERVAL: Duration = Duration::from_millis(150);
@@ -45,13 +47,16 @@ pub(crate) fn serve_guarded(
     repaint: &dyn Fn(),
     running: bool,
     workload: Workload,
+    runs: Option<RunsDir>,
     commands: &Receiver<Action>,
     shared: &Shared,
 ) {
     let outcome = guarded(|| {
         let mut state = TrainerState::new(backend, mailbox, repaint, running, shared);
+        state.runs = runs;
         state.start(workload);
         state.serve(commands);
+        state.close_folder();
     });
     if let Err(message) = outcome {
         shared
@@ -81,6 +86,15 @@ struct TrainerState<'a> {
     error: Option<String>,
     last_display: Option<Instant>,
     last_knn: Option<Instant>,
+    /// Where the app keeps its runs (`None`: in memory only, as in most tests).
+    runs: Option<RunsDir>,
+    /// The run folder of the run on screen, once it has trained a step.
+    folder: Option<AppFolder>,
+    /// The display embeddings of the frame on screen (recorded when the folder opens).
+    last_rows: Option<[Vec<f32>; 3]>,
+    /// Messages for the user that are not errors (runs removed by the size cap).
+    notes: Vec<String>,
+    run_started: Instant,
 }
 
 impl<'a> TrainerState<'a> {
@@ -110,6 +124,71 @@ impl<'a> TrainerState<'a> {
             error: None,
             last_display: None,
             last_knn: None,
+            runs: None,
+            folder: None,
+            last_rows: None,
+            notes: Vec::new(),
+            run_started: Instant::now(),
+        }
+    }
+
+    /// Writes what the open run folder has pending and lets it go (its lock with it).
+    fn close_folder(&mut self) {
+        if let Some(mut folder) = self.folder.take()
+            && let Err(err) = folder.flush()
+        {
+            self.error = Some(err.to_string());
+        }
+    }
+
+    /// Opens the run folder of the run on screen (at its first step), recording the frame on
+    /// screen first. On failure the run pauses with the reason.
+    fn open_folder(&mut self) -> bool {
+        if self.folder.is_some() {
+            return true;
+        }
+        let (Some(runs), Some(run)) = (&self.runs, &self.run) else {
+            return true;
+        };
+        let origin = Origin {
+            made_by: "app".to_owned(),
+            ..Origin::default()
+        };
+        let opened = AppFolder::create(runs, &**run, &origin).and_then(|(mut folder, notes)| {
+            if let (Some(frame), Some(rows)) = (&self.frame, &self.last_rows) {
+                folder.record(frame, rows, &**run)?;
+            }
+            folder.event(
+                &**run,
+                "start",
+                format!("started: {}", run.settings().describe()),
+            )?;
+            Ok((folder, notes))
+        });
+        match opened {
+            Ok((folder, notes)) => {
+                self.notes.extend(notes);
+                self.folder = Some(folder);
+                true
+            }
+            Err(err) => {
+                self.running = false;
+                self.error = Some(format!(
+                    "cannot keep this run on disk ({err}); it is paused: free some space or \
+                     start the app with another --runs-dir, then press Run"
+                ));
+                false
+            }
+        }
+    }
+
+    /// Appends an event to the run folder (when it is open).
+    fn event(&mut self, kind: &str, text: String) {
+        let (Some(folder), Some(run)) = (&mut self.folder, &self.run) else {
+            return;
+        };
+        if let Err(err) = folder.event(&**run, kind, text) {
+            self.error = Some(err.to_string());
         }
     }
 
@@ -122,6 +201,9 @@ impl<'a> TrainerState<'a> {
     fn start(&mut self, workload: Workload) {
         match session::open(&workload, &self.backend.device) {
             Ok(run) => {
+                self.close_folder();
+                self.last_rows = None;
+                self.run_started = Instant::now();
                 let display = run.display().clone();
                 let info = RunInfo {
                     run_id: self.next_run_id,
@@ -224,11 +306,18 @@ impl<'a> TrainerState<'a> {
             Action::Run => {
                 self.running = true;
                 self.error = None;
+                self.event("run", "run".to_owned());
                 self.post();
             }
             Action::Pause => {
                 self.running = false;
                 self.refresh_display(true);
+                self.event("pause", "pause".to_owned());
+                if let Some(folder) = &mut self.folder
+                    && let Err(err) = folder.flush()
+                {
+                    self.error = Some(err.to_string());
+                }
                 self.post();
             }
             Action::Step => {
@@ -248,16 +337,30 @@ impl<'a> TrainerState<'a> {
     /// leaves the one in force (which the snapshot reports, so the controls show it).
     fn steer(&mut self, steering: Steering) {
         self.settings_seq = self.settings_seq.max(steering.seq);
+        let mut events = Vec::new();
         if let Some(run) = &mut self.run {
             if let Some(dynamics) = steering.dynamics {
                 match validate_dynamics(&dynamics) {
-                    Ok(()) => run.settings_mut().set_dynamics(dynamics),
+                    Ok(()) => {
+                        let change = dynamics.describe_change(&run.settings().dynamics());
+                        run.settings_mut().set_dynamics(dynamics);
+                        if !change.is_empty() {
+                            events.push(("forces", change));
+                        }
+                    }
                     Err(err) => self.error = Some(format!("{err}; keeping the old forces")),
                 }
             }
             if let Some(learning_rate) = steering.learning_rate {
                 if learning_rate.is_finite() && learning_rate > 0.0 {
+                    let old = run.settings().learning_rate();
                     run.settings_mut().set_learning_rate(learning_rate);
+                    if old != learning_rate {
+                        events.push((
+                            "learning_rate",
+                            format!("learning rate {old} -> {learning_rate}"),
+                        ));
+                    }
                 } else {
                     self.error = Some(format!(
                         "learning rate {learning_rate} is not a positive number; keeping the \
@@ -266,12 +369,22 @@ impl<'a> TrainerState<'a> {
                 }
             }
         }
+        for (kind, text) in events {
+            self.event(kind, text);
+        }
         self.post();
     }
 
     fn train_step(&mut self, single: bool) {
-        let Some(run) = &mut self.run else {
+        if self.run.is_none() {
             self.running = false;
+            return;
+        }
+        if !self.open_folder() {
+            self.post();
+            return;
+        }
+        let Some(run) = &mut self.run else {
             return;
         };
         let start = Instant::now();
@@ -319,6 +432,13 @@ impl<'a> TrainerState<'a> {
             return;
         };
         let step = run.steps_done();
+        if self.frame.as_ref().is_some_and(|frame| frame.step == step) {
+            // This step is on screen (and recorded) already: the embeddings have not moved.
+            if force {
+                self.refresh_knn(step);
+            }
+            return;
+        }
         let [points, view_a, view_b] = match run.display_embeddings() {
             Ok(rows) => rows,
             Err(err) => {
@@ -328,15 +448,15 @@ impl<'a> TrainerState<'a> {
         };
         self.last_display = Some(Instant::now());
         let d = self.info.as_ref().map_or(0, |info| info.embed_dim);
-        let (projected, spectrum) =
-            self.projector
-                .fit_project_spectrum(&points, d, &[&points, &view_a, &view_b]);
+        let rows = [points, view_a, view_b];
+        let (frame, spectrum) = project_frame(&mut self.projector, step, &rows, d);
         self.spectrum = spectrum;
+        let [points, view_a, view_b] = &rows;
         let diagnostics = DisplayDiagnostics {
             effective_rank: diagnostics::effective_rank(&self.spectrum),
-            collapse_level: diagnostics::collapse_level(&points, d),
-            uniformity: diagnostics::uniformity(&points, d),
-            alignment: diagnostics::alignment(&view_a, &view_b, d),
+            collapse_level: diagnostics::collapse_level(points, d),
+            uniformity: diagnostics::uniformity(points, d),
+            alignment: diagnostics::alignment(view_a, view_b, d),
         };
         if step == 0 || self.spectrum_initial.is_empty() {
             self.spectrum_initial.clone_from(&self.spectrum);
@@ -354,18 +474,43 @@ impl<'a> TrainerState<'a> {
         } else {
             None
         };
-        let [p, a, b] = [&projected[0], &projected[1], &projected[2]];
-        let views: Vec<[[f32; 3]; 2]> = a.iter().zip(b).map(|(&a, &b)| [a, b]).collect();
-        self.frame = Some(Arc::new(Frame {
-            step,
-            sphere: p.iter().copied().map(on_sphere).collect(),
-            views_sphere: views
-                .iter()
-                .map(|[a, b]| [on_sphere(*a), on_sphere(*b)])
-                .collect(),
-            points: p.clone(),
-            views,
-        }));
+        let frame = Arc::new(frame);
+        self.frame = Some(Arc::clone(&frame));
+        let losses = self
+            .pending
+            .last()
+            .filter(|point| point.step == step)
+            .and_then(|point| point.losses);
+        if let Some(folder) = &mut self.folder {
+            let mut record = MetricsRecord::new(
+                step,
+                losses,
+                &diagnostics::Diagnostics {
+                    effective_rank: diagnostics.effective_rank,
+                    uniformity: diagnostics.uniformity,
+                    alignment: diagnostics.alignment,
+                    collapse_level: diagnostics.collapse_level,
+                    knn_acc: knn_acc.unwrap_or(f64::NAN),
+                    singular_values: self.spectrum.clone(),
+                },
+                self.run_started.elapsed().as_secs_f64(),
+            );
+            record.lr = Some(run.settings().learning_rate());
+            record.images_per_sec = Some(self.images_per_sec);
+            record.evaluated = Some(knn_acc.is_some());
+            let written = folder
+                .record(&frame, &rows, &**run)
+                .map_err(SessionError::from)
+                .and_then(|()| folder.log(&record));
+            if let Err(err) = written {
+                self.running = false;
+                self.error = Some(format!(
+                    "{err}; the run is paused: free some space, then press Run to go on \
+                     recording"
+                ));
+            }
+        }
+        self.last_rows = Some(rows);
         match self.pending.last_mut() {
             Some(point) if point.step == step => {
                 point.diagnostics = Some(diagnostics);
@@ -377,6 +522,27 @@ impl<'a> TrainerState<'a> {
                 diagnostics: Some(diagnostics),
                 knn_acc,
             }),
+        }
+    }
+
+    /// Measures kNN at `step` (already displayed) and attaches it to its metrics point.
+    fn refresh_knn(&mut self, step: u64) {
+        let Some(run) = &self.run else {
+            return;
+        };
+        self.last_knn = Some(Instant::now());
+        match run.knn_acc() {
+            Ok(Some(acc)) => match self.pending.last_mut() {
+                Some(point) if point.step == step => point.knn_acc = Some(acc),
+                _ => self.pending.push(MetricsPoint {
+                    step,
+                    losses: None,
+                    diagnostics: None,
+                    knn_acc: Some(acc),
+                }),
+            },
+            Ok(None) => {}
+            Err(err) => self.error = Some(err.to_string()),
         }
     }
 
@@ -399,6 +565,8 @@ impl<'a> TrainerState<'a> {
             spectrum_initial: self.spectrum_initial.clone(),
             images_per_sec: self.images_per_sec,
             error: self.error.clone(),
+            folder: self.folder.as_ref().map(|f| f.path().to_owned()),
+            notes: std::mem::take(&mut self.notes),
         };
         self.mailbox.post(snapshot);
         (self.repaint)();

@@ -5,6 +5,9 @@
 //!   each available backend; the reference is the flex CPU backend.
 //! - `spectrum`: the eigenvalues of a D x D covariance by nalgebra (CPU, f64) against
 //!   burn-linalg's SVD (host pipeline, f32), for D up to 2048.
+//! - `record` (`record.rs`): the recording's size per hour and its cost against the step.
+
+mod record;
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +20,8 @@ use crate::config::{Preset, SimConfig};
 use crate::diagnostics::covariance;
 use crate::seed::{Stream, rng};
 use crate::session::{Run as _, SandboxRun};
+
+pub use record::run_record_bench;
 
 /// The sandbox workload of the benchmark: N = 4096, M = 2, D = 64.
 pub fn sandbox_workload() -> SimConfig {

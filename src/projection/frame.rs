@@ -1,0 +1,136 @@
+//! [`Frame`]: the displayed points projected to 3-D, on a fixed 16-bit grid.
+//!
+//! Every coordinate the view draws is a multiple of `1 / GRID` (`GRID` = 32767) in `[-1, 1]`,
+//! finer than a pixel at any zoom the camera allows. Quantising when the frame is made, not
+//! when it is recorded, is what lets a replay show the frames the live view showed bit for
+//! bit while the recording stores 2 bytes per coordinate (see `session::recording`).
+
+use super::{Projector, on_sphere};
+
+/// Grid steps per unit: coordinates are `q / GRID` for an integer `q` in `[-GRID, GRID]`.
+pub const GRID: f32 = 32767.0;
+
+/// A coordinate in `[-1, 1]` to its grid index (values outside are clamped, NaN goes to 0).
+pub fn quantize(x: f32) -> i16 {
+    if x.is_nan() {
+        return 0;
+    }
+    (x.clamp(-1.0, 1.0) * GRID).round() as i16
+}
+
+/// A grid index to its coordinate.
+pub fn dequantize(q: i16) -> f32 {
+    f32::from(q) / GRID
+}
+
+/// The displayed points, projected to 3-D by the aligned PCA basis (see the module above).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Frame {
+    pub step: u64,
+    /// One per displayed point: the projected unit embedding (inside the unit ball).
+    pub points: Vec<[f32; 3]>,
+    /// The same on the unit sphere (normalised top-3 PCA).
+    pub sphere: Vec<[f32; 3]>,
+    /// Two fixed augmented views of every displayed point, projected the same way.
+    pub views: Vec<[[f32; 3]; 2]>,
+    pub views_sphere: Vec<[[f32; 3]; 2]>,
+}
+
+impl Frame {
+    /// The frame of projected `points` and their two views (`view_a[i]`, `view_b[i]` belong
+    /// to `points[i]`), snapped to the grid; the sphere coordinates follow from them.
+    pub fn new(step: u64, points: &[[f32; 3]], view_a: &[[f32; 3]], view_b: &[[f32; 3]]) -> Self {
+        let snap = |p: &[f32; 3]| p.map(|x| dequantize(quantize(x)));
+        let points: Vec<[f32; 3]> = points.iter().map(snap).collect();
+        let views: Vec<[[f32; 3]; 2]> = view_a
+            .iter()
+            .zip(view_b)
+            .map(|(a, b)| [snap(a), snap(b)])
+            .collect();
+        Self::from_grid(step, points, views)
+    }
+
+    fn from_grid(step: u64, points: Vec<[f32; 3]>, views: Vec<[[f32; 3]; 2]>) -> Self {
+        Self {
+            step,
+            sphere: points.iter().copied().map(on_sphere).collect(),
+            views_sphere: views
+                .iter()
+                .map(|[a, b]| [on_sphere(*a), on_sphere(*b)])
+                .collect(),
+            points,
+            views,
+        }
+    }
+
+    /// The grid indices of every coordinate: the points (`3n`), then the first views (`3n`),
+    /// then the second views (`3n`).
+    pub fn grid(&self) -> Vec<i16> {
+        let mut out = Vec::with_capacity(9 * self.points.len());
+        out.extend(self.points.iter().flatten().map(|&x| quantize(x)));
+        out.extend(self.views.iter().flat_map(|v| v[0]).map(quantize));
+        out.extend(self.views.iter().flat_map(|v| v[1]).map(quantize));
+        out
+    }
+
+    /// The frame whose [`Frame::grid`] is `grid`; `None` unless its length is a multiple of 9.
+    pub fn from_grid_indices(step: u64, grid: &[i16]) -> Option<Self> {
+        if !grid.len().is_multiple_of(9) {
+            return None;
+        }
+        let n = grid.len() / 9;
+        let triple = |chunk: &[i16]| [0, 1, 2].map(|c| dequantize(chunk[c]));
+        let points: Vec<[f32; 3]> = grid[..3 * n].chunks_exact(3).map(triple).collect();
+        let views = grid[3 * n..6 * n]
+            .chunks_exact(3)
+            .zip(grid[6 * n..].chunks_exact(3))
+            .map(|(a, b)| [triple(a), triple(b)])
+            .collect();
+        Some(Self::from_grid(step, points, views))
+    }
+}
+
+/// Projects the display embeddings (`[points, view_a, view_b]`, unit rows of `d` each) with
+/// `projector`'s next aligned basis (fitted to the points) into a [`Frame`]; also returns the
+/// singular values of the points. What the app's trainer and the headless recorder both do.
+pub fn project_frame(
+    projector: &mut Projector,
+    step: u64,
+    rows: &[Vec<f32>; 3],
+    d: usize,
+) -> (Frame, Vec<f64>) {
+    let [points, view_a, view_b] = rows;
+    let (projected, spectrum) =
+        projector.fit_project_spectrum(points, d, &[points, view_a, view_b]);
+    let frame = Frame::new(step, &projected[0], &projected[1], &projected[2]);
+    (frame, spectrum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grid_round_trips_bit_for_bit() {
+        let points = [[0.1f32, -0.5, 0.99999], [1.2, -3.0, f32::NAN]];
+        let a = [[0.3f32, 0.3, 0.3], [-0.7, 0.0, 0.25]];
+        let b = [[-1.0f32, 1.0, 0.0], [0.123_456, 0.654_321, -0.5]];
+        let frame = Frame::new(7, &points, &a, &b);
+        assert_eq!(frame.points[1], [1.0, -1.0, 0.0], "clamped, NaN to 0");
+        let again = Frame::from_grid_indices(7, &frame.grid()).expect("9n values");
+        let bits = |f: &Frame| -> Vec<u32> {
+            f.points
+                .iter()
+                .chain(&f.sphere)
+                .flatten()
+                .chain(f.views.iter().chain(&f.views_sphere).flatten().flatten())
+                .map(|x| x.to_bits())
+                .collect()
+        };
+        assert_eq!(bits(&frame), bits(&again));
+        assert!(Frame::from_grid_indices(0, &[1, 2, 3]).is_none());
+        for q in [-32767i16, -1, 0, 1, 12345, 32767] {
+            assert_eq!(quantize(dequantize(q)), q);
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! The recording (`recording.msbrec` in a run folder): every frame of the display set the
+//! run showed or would show, and at a lower rate the full D-dimensional display embeddings
+//! (so that a replay can re-project), each with its step, time and the dynamics in force.
+//!
+//! # Format (version 1)
+//! ```text
+//! header: "MSBREC\0\x1a"  u32 version  u32 len  postcard(RecordingHeader)  u32 crc32
+//! chunk:  "CHNK"  u32 len  u32 crc32  u64 first_step  u64 last_step  u32 frames
+//!         u32 embeddings  zstd(postcard(ChunkBody))                        (repeated)
+//! ```
+//! Integers are little-endian; the crc32 is of the bytes it follows (header) or of the
+//! compressed body (chunk). Each chunk decodes on its own: its first frame is stored whole,
+//! the others as differences from the frame before, so a replay can seek to any chunk.
+//!
+//! The index is the chain of chunk headers: each says its length and its steps, so
+//! [`Recording::open`] walks the file reading 36 bytes per chunk (a one-hour recording has a
+//! few hundred) and seeks by step with a binary search over them. No separate index file can
+//! disagree with the data.
+//!
+//! Appending while the run goes: [`RecordingWriter`] buffers frames and writes a chunk when it
+//! holds [`CHUNK_FRAMES`] frames, when its first frame is [`CHUNK_SECS`] old, and whenever
+//! the run pauses or ends ([`RecordingWriter::flush`]). A chunk is written with one `write`
+//! call after the bytes before it, so a process killed at any moment (kill -9) leaves every
+//! complete chunk readable and at most a torn last one, which the reader stops before (and
+//! says so). A failed write (a full disk) is cut off again, so what was recorded stays
+//! readable; the writer reports the error and the caller pauses. A reader following a live
+//! writer calls [`Recording::refresh`] to pick up the chunks written since.
+//!
+//! Why zstd and postcard: zstd gives the best ratio at the speed a live run needs (level 3
+//! compresses a chunk of 64 frames in a few milliseconds) and is the most widely used
+//! compressor there is; postcard is serde's compact binary format (varints), so the stored
+//! types are plain Rust structs with derives. The coordinates are the 16-bit grid indices of
+//! [`Frame`] (see `projection::frame`), delta-coded and split into byte planes before zstd:
+//! particles move little between two frames, so the high bytes are nearly all zero.
+
+mod reader;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use reader::Recording;
+pub use writer::{Recorder, RecordingWriter, header_for};
+
+use crate::method::Dynamics;
+use crate::projection::Frame;
+
+/// The recording's file name in a run folder.
+pub const RECORDING_FILE: &str = "recording.msbrec";
+/// The format version this build writes, and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// A chunk is written once it holds this many frames...
+pub const CHUNK_FRAMES: usize = 64;
+/// ...or once its first frame is this many seconds old.
+pub const CHUNK_SECS: f64 = 5.0;
+
+pub(super) const MAGIC: [u8; 8] = *b"MSBREC\0\x1a";
+pub(super) const CHUNK_MAGIC: [u8; 4] = *b"CHNK";
+pub(super) const CHUNK_HEADER_LEN: usize = 36;
+/// A chunk header claiming more than this is damage, not data.
+pub(super) const MAX_CHUNK_BYTES: u32 = 512 << 20;
+pub(super) const MAX_HEADER_BYTES: u32 = 64 << 20;
+pub(super) const ZSTD_LEVEL: i32 = 3;
+
+/// What goes wrong with a recording.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    #[error(
+        "{} has no recording ({RECORDING_FILE}): the run was made before msbreg recorded runs, \
+         or with recording off (record.every_steps = 0); its metrics and checkpoints still \
+         open with `msbreg eval`",
+        dir.display()
+    )]
+    Missing { dir: PathBuf },
+    #[error("{} is not an msbreg recording (it does not start with the recording's magic bytes)", path.display())]
+    NotARecording { path: PathBuf },
+    #[error(
+        "{} is a recording of format version {found}, newer than this msbreg reads (version \
+         {FORMAT_VERSION}); update msbreg to replay it",
+        path.display()
+    )]
+    NewerVersion { path: PathBuf, found: u32 },
+    #[error("{}: the recording's header is damaged or cut short ({reason}); nothing in it can be replayed", path.display())]
+    BadHeader { path: PathBuf, reason: String },
+    #[error("{}: the chunk at byte {offset} is damaged ({reason})", path.display())]
+    BadChunk {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("cannot read {}: {reason}", path.display())]
+    Read { path: PathBuf, reason: String },
+    #[error(
+        "cannot write the recording {}: {reason}; what was recorded up to step {kept_through} \
+         stays readable",
+        path.display()
+    )]
+    Write {
+        path: PathBuf,
+        reason: String,
+        kept_through: u64,
+    },
+    #[error("{}: {reason}", path.display())]
+    Mismatch { path: PathBuf, reason: String },
+}
+
+/// What a recording says about itself, written once at its start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordingHeader {
+    /// Displayed points per frame.
+    pub points: u32,
+    /// Embedding dimension D of the stored embeddings.
+    pub embed_dim: u32,
+    /// The label of every displayed point.
+    pub labels: Vec<u32>,
+    pub class_names: Vec<String>,
+    /// The run, in words (`RunSettings::describe`).
+    pub describe: String,
+    /// Wall-clock start, milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+}
+
+/// One recorded frame with what was in force when it was made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedFrame {
+    pub frame: Arc<Frame>,
+    /// Milliseconds since the run started.
+    pub millis: u64,
+    pub dynamics: Dynamics,
+    pub learning_rate: f64,
+}
+
+/// Full display embeddings at one step: the points, then their two views, `[n, dim]` each.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedEmbeddings {
+    pub step: u64,
+    pub dim: usize,
+    pub rows: [Vec<f32>; 3],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct FrameMeta {
+    pub(super) step: u64,
+    pub(super) millis: u64,
+    pub(super) dynamics: Dynamics,
+    pub(super) learning_rate: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct StoredEmbeddings {
+    pub(super) step: u64,
+    pub(super) dim: u32,
+    /// The f32 values of the three sets, as 4 byte planes.
+    pub(super) planes: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct ChunkBody {
+    pub(super) metas: Vec<FrameMeta>,
+    /// Grid values per frame.
+    pub(super) values: u32,
+    /// Every frame's grid indices, each frame minus the one before (the first whole), zigzag
+    /// coded, as two byte planes: all low bytes, then all high bytes.
+    pub(super) coords: Vec<u8>,
+    pub(super) embeddings: Vec<StoredEmbeddings>,
+}
+
+/// Where a chunk is and what it holds (one entry of the index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkEntry {
+    pub offset: u64,
+    /// Bytes of the compressed body.
+    pub len: u32,
+    pub(super) crc: u32,
+    pub first_step: u64,
+    pub last_step: u64,
+    pub frames: u32,
+    pub embeddings: u32,
+}
+
+impl ChunkEntry {
+    pub(super) fn end(&self) -> u64 {
+        self.offset + CHUNK_HEADER_LEN as u64 + u64::from(self.len)
+    }
+}
+
+/// A chunk decoded.
+#[derive(Clone, Debug, Default)]
+pub struct DecodedChunk {
+    pub frames: Vec<RecordedFrame>,
+    pub embeddings: Vec<RecordedEmbeddings>,
+}
+
+pub(super) fn zigzag(x: i16) -> u16 {
+    ((x << 1) ^ (x >> 15)) as u16
+}
+
+pub(super) fn unzigzag(u: u16) -> i16 {
+    ((u >> 1) as i16) ^ -((u & 1) as i16)
+}
+
+pub(super) fn encode_coords(frames: &[Vec<i16>]) -> Vec<u8> {
+    let count: usize = frames.iter().map(Vec::len).sum();
+    let mut low = Vec::with_capacity(count);
+    let mut high = Vec::with_capacity(count);
+    let mut previous: Option<&Vec<i16>> = None;
+    for frame in frames {
+        for (i, &q) in frame.iter().enumerate() {
+            let delta = previous.map_or(q, |p| q.wrapping_sub(p[i]));
+            let [lo, hi] = zigzag(delta).to_le_bytes();
+            low.push(lo);
+            high.push(hi);
+        }
+        previous = Some(frame);
+    }
+    low.extend(high);
+    low
+}
+
+pub(super) fn decode_coords(bytes: &[u8], values: usize, frames: usize) -> Option<Vec<Vec<i16>>> {
+    let count = values.checked_mul(frames)?;
+    if bytes.len() != 2 * count {
+        return None;
+    }
+    let (low, high) = bytes.split_at(count);
+    let mut out: Vec<Vec<i16>> = Vec::with_capacity(frames);
+    for f in 0..frames {
+        let frame: Vec<i16> = (0..values)
+            .map(|i| {
+                let at = f * values + i;
+                let delta = unzigzag(u16::from_le_bytes([low[at], high[at]]));
+                match out.last() {
+                    Some(previous) => previous[i].wrapping_add(delta),
+                    None => delta,
+                }
+            })
+            .collect();
+        out.push(frame);
+    }
+    Some(out)
+}
+
+pub(super) fn shuffle_f32(rows: &[&[f32]]) -> Vec<u8> {
+    let count: usize = rows.iter().map(|r| r.len()).sum();
+    let mut planes = vec![0u8; 4 * count];
+    for (i, x) in rows.iter().flat_map(|r| r.iter()).enumerate() {
+        for (b, byte) in x.to_le_bytes().into_iter().enumerate() {
+            planes[b * count + i] = byte;
+        }
+    }
+    planes
+}
+
+pub(super) fn unshuffle_f32(planes: &[u8]) -> Option<Vec<f32>> {
+    if !planes.len().is_multiple_of(4) {
+        return None;
+    }
+    let count = planes.len() / 4;
+    Some(
+        (0..count)
+            .map(|i| {
+                f32::from_le_bytes([
+                    planes[i],
+                    planes[count + i],
+                    planes[2 * count + i],
+                    planes[3 * count + i],
+                ])
+            })
+            .collect(),
+    )
+}
+
+pub(super) fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zigzag_and_planes_round_trip() {
+        for x in [i16::MIN, -2, -1, 0, 1, 2, i16::MAX] {
+            assert_eq!(unzigzag(zigzag(x)), x);
+        }
+        let frames = vec![vec![1i16, -32767, 300], vec![2, 32767, -300], vec![-5, 0, 0]];
+        let bytes = encode_coords(&frames);
+        assert_eq!(decode_coords(&bytes, 3, 3), Some(frames));
+        assert_eq!(decode_coords(&bytes, 3, 2), None);
+        let rows = [1.5f32, -0.0, f32::MIN_POSITIVE];
+        let planes = shuffle_f32(&[&rows]);
+        let back = unshuffle_f32(&planes).expect("whole floats");
+        assert_eq!(back.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), rows.map(f32::to_bits));
+    }
+}

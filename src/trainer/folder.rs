@@ -1,0 +1,158 @@
+//! The app's runs kept on disk: each run the app trains is a run folder in the runs
+//! directory (`runs/` beside where the app started, `--runs-dir` to change it), with the
+//! layout `train` writes (`config.toml`, `metrics.jsonl`) plus `events.jsonl`, the recording
+//! and `origin.json` (made by the app, and the parent of a branch).
+//!
+//! The folder is made when the run takes its first step, not when it is chosen, so that
+//! flicking through datasets or pressing Reset leaves no empty runs behind. Its lock is held
+//! while the run is on screen; two app instances on one runs directory each make their own
+//! folders, and the size cap never removes one another instance holds.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::projection::Frame;
+use crate::session::catalog::{DEFAULT_CAP_BYTES, DEFAULT_RUNS_DIR, Origin, enforce_cap};
+use crate::session::{
+    Event, EventsWriter, MetricsRecord, MetricsWriter, RECORDING_FILE, Recorder, RecordingError,
+    Run, RunWriter, SessionError, write_err,
+};
+
+/// Where the app keeps its runs, and how much of the disk they may take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunsDir {
+    pub dir: PathBuf,
+    /// The oldest unpinned app runs are removed once the directory holds more than this.
+    pub cap_bytes: u64,
+}
+
+impl Default for RunsDir {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from(DEFAULT_RUNS_DIR),
+            cap_bytes: DEFAULT_CAP_BYTES,
+        }
+    }
+}
+
+/// Full display embeddings go with every this many recorded frames (every 3 s at the app's
+/// display rate).
+pub const APP_EMBEDDINGS_EVERY: u64 = 20;
+
+/// The folder of the run on screen, held for writing.
+pub(crate) struct AppFolder {
+    writer: RunWriter,
+    recorder: Recorder,
+    events: EventsWriter,
+    metrics: MetricsWriter,
+    started: Instant,
+}
+
+impl AppFolder {
+    /// A new folder `app-NNN-<preset>` in `runs` for `run`; returns it and the messages of
+    /// the size cap (runs it removed).
+    pub fn create(
+        runs: &RunsDir,
+        run: &dyn Run,
+        origin: &Origin,
+    ) -> Result<(Self, Vec<String>), SessionError> {
+        std::fs::create_dir_all(&runs.dir).map_err(|e| write_err(&runs.dir, e))?;
+        let path = claim_dir(&runs.dir, run.settings().preset())?;
+        let writer = RunWriter::create(&path, false)?;
+        writer.write_config(run.settings())?;
+        origin.write(&path)?;
+        let recorder = Recorder::create(&path.join(RECORDING_FILE), run, APP_EMBEDDINGS_EVERY)?;
+        let events = EventsWriter::append(&path)?;
+        let metrics = writer.metrics_writer()?;
+        let notes = enforce_cap(&runs.dir, runs.cap_bytes, &path);
+        Ok((
+            Self {
+                writer,
+                recorder,
+                events,
+                metrics,
+                started: Instant::now(),
+            },
+            notes,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.writer.path()
+    }
+
+    fn millis(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Appends an event at `step`, with the settings of `run` in force from then on.
+    pub fn event(
+        &mut self,
+        run: &dyn Run,
+        kind: &str,
+        text: String,
+    ) -> Result<(), SessionError> {
+        let event = Event {
+            step: run.steps_done(),
+            millis: self.millis(),
+            kind: kind.to_owned(),
+            text,
+            dynamics: Some(run.settings().dynamics()),
+            learning_rate: Some(run.settings().learning_rate()),
+        };
+        self.events.write(&event)
+    }
+
+    /// Records a frame (and the embeddings when due).
+    pub fn record(
+        &mut self,
+        frame: &Frame,
+        rows: &[Vec<f32>; 3],
+        run: &dyn Run,
+    ) -> Result<(), RecordingError> {
+        let settings = run.settings();
+        self.recorder.push(
+            frame,
+            rows,
+            settings.embed_dim(),
+            settings.dynamics(),
+            settings.learning_rate(),
+        )
+    }
+
+    pub fn log(&mut self, record: &MetricsRecord) -> Result<(), SessionError> {
+        self.metrics.write(record)
+    }
+
+    /// Writes the pending frames (on pause, so that the timeline reaches the step on screen).
+    pub fn flush(&mut self) -> Result<(), RecordingError> {
+        self.recorder.flush()
+    }
+}
+
+/// Makes the folder `app-NNN-<preset>` with the next free number (created, so that two
+/// instances never pick the same one).
+fn claim_dir(runs: &Path, preset: &str) -> Result<PathBuf, SessionError> {
+    let highest = std::fs::read_dir(runs)
+        .map_err(|e| write_err(runs, e))?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("app-")?.get(..3)?.parse::<u32>().ok()
+        })
+        .max()
+        .unwrap_or(0);
+    let preset: String = preset
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    for n in highest + 1..highest + 1000 {
+        let path = runs.join(format!("app-{n:03}-{preset}"));
+        match std::fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(write_err(&path, e)),
+        }
+    }
+    Err(write_err(runs, "no free run folder name"))
+}

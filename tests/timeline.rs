@@ -1,0 +1,206 @@
+//! The app's timeline and opened folders, driven through egui_kittest by label: the app's
+//! own run kept in a runs directory and scrubbed, a folder opened and replayed, a run that
+//! another writer still appends to followed live, and a killed run's torn recording.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT as _, Queryable as _};
+
+use msbreg::app::{AppOptions, MsbregApp, WorkloadSettings};
+use msbreg::backend::Backend;
+use msbreg::data::sandbox::SandboxKind;
+use msbreg::headless::{DriveOptions, drive};
+use msbreg::method::Dynamics;
+use msbreg::session::{RECORDING_FILE, Recording, RecordingWriter, RunWriter, SandboxRun};
+use msbreg::trainer::RunsDir;
+
+const WAIT: Duration = Duration::from_mins(1);
+
+fn cpu() -> Backend {
+    Backend::flex("tests")
+}
+
+fn app(options: AppOptions) -> Harness<'static, MsbregApp> {
+    let ctx = egui::Context::default();
+    let app = MsbregApp::new(&ctx, None, options);
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .build_ui_state(|ui, app: &mut MsbregApp| app.ui(ui), app)
+}
+
+fn options(runs: Option<RunsDir>, open: Option<&Path>, running: bool) -> AppOptions {
+    AppOptions {
+        backend: cpu(),
+        settings: WorkloadSettings::sandbox(SandboxKind::Gaussians),
+        running,
+        frame_stats: None,
+        runs,
+        open: open.map(Path::to_owned),
+    }
+}
+
+/// Runs frames until `done` holds (the trainer and the file polls are asynchronous).
+fn run_until(
+    harness: &mut Harness<'static, MsbregApp>,
+    what: &str,
+    done: impl Fn(&mut MsbregApp) -> bool,
+) {
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        harness.run_steps(1);
+        harness.state_mut().poll();
+        if done(harness.state_mut()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A sandbox run of `steps` steps recording every step, into `out`.
+fn recorded_run(out: &Path, steps: usize) {
+    let mut config = msbreg::config::Preset::Msbreg.config();
+    config.steps = steps;
+    config.record.every_steps = 1;
+    let folder = RunWriter::create(out, false).expect("creates");
+    let mut run = SandboxRun::try_new(config, &cpu().device).expect("opens");
+    drive(&mut run, &folder, DriveOptions::default(), |_| {}).expect("drives");
+}
+
+#[test]
+fn the_apps_run_is_kept_and_its_timeline_scrubs_and_returns_live() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runs = RunsDir {
+        dir: dir.path().join("runs"),
+        cap_bytes: 1 << 40,
+    };
+    let mut harness = app(options(Some(runs.clone()), None, true));
+    run_until(&mut harness, "20 steps", |app| {
+        app.latest().is_some_and(|s| s.step >= 20)
+    });
+    harness.get_by_label("Pause").click();
+    // Paused: the recording is written up to the step on screen and the timeline reads it.
+    run_until(&mut harness, "the recording up to the paused step", |app| {
+        let paused_at = app.latest().filter(|s| !s.running).map(|s| s.step);
+        let head = app.timeline.range().map(|r| r.1);
+        paused_at.is_some() && head == paused_at
+    });
+    let folder = harness.state().timeline.dir().expect("following").to_owned();
+    assert!(folder.starts_with(&runs.dir), "{}", folder.display());
+    assert!(harness.state().timeline.is_live());
+    let (first, last) = harness.state().timeline.range().expect("a range");
+    assert_eq!(first, 0);
+
+    // One frame back: the view shows a recorded frame.
+    harness.get_by_label("<").click();
+    harness.run_steps(2);
+    let back = harness.state().timeline.cursor().expect("off the head");
+    assert!(back < last, "{back} < {last}");
+    let shown = harness.state_mut().shown_frame().expect("a frame");
+    assert_eq!(shown.step, back);
+
+    // The scrub bar seeks, the arrow keys step frame by frame.
+    let slider = harness
+        .get_all_by_label("step")
+        .find(|node| node.accesskit_node().role() == egui::accesskit::Role::Slider)
+        .expect("the scrub bar");
+    slider.set_value_accesskit(0.0);
+    harness.run_steps(2);
+    assert_eq!(harness.state().timeline.cursor(), Some(0));
+    harness.key_press(egui::Key::ArrowRight);
+    harness.run_steps(2);
+    let next = harness.state().timeline.cursor().expect("a step");
+    assert!(next > 0, "{next}");
+
+    // Live goes back to the head.
+    harness.get_by_label("Live").click();
+    harness.run_steps(2);
+    assert!(harness.state().timeline.is_live());
+    let live = harness.state_mut().shown_frame().expect("a frame");
+    assert_eq!(Some(live.step), harness.state().latest().map(|s| s.step));
+}
+
+#[test]
+fn an_opened_folder_replays_and_follows_a_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("sim");
+    recorded_run(&out, 30);
+    let mut harness = app(options(None, Some(&out), true));
+    harness.run_steps(3);
+    let shown = harness.state();
+    let opened = shown.opened().expect("the folder is open");
+    assert_eq!(opened.dir, out);
+    assert!(opened.writer.is_none(), "nobody writes it");
+    assert_eq!(shown.timeline.range(), Some((0, 30)));
+    assert!(
+        !shown.latest().is_some_and(|s| s.running),
+        "the trainer does not train while a folder is watched"
+    );
+    let head = harness.state_mut().shown_frame().expect("the last frame");
+    assert_eq!(head.step, 30);
+    // The plots read metrics.jsonl.
+    assert!(harness.state().shown_history().stored_points() > 0);
+
+    // Play from the start: the cursor moves on.
+    harness.state_mut().timeline.seek(0);
+    harness.state_mut().timeline.speed = 16.0;
+    harness.get_by_label("Play").click();
+    run_until(&mut harness, "playback to move", |app| {
+        app.timeline.cursor().is_some_and(|c| c > 0)
+    });
+    if harness.state().timeline.is_playing() {
+        harness.get_by_label("Stop").click();
+    }
+
+    // Another writer appends: the timeline follows.
+    let path = out.join(RECORDING_FILE);
+    let mut recording = Recording::open(&out).expect("opens");
+    let last = recording.frame_at(30).expect("reads").expect("a frame");
+    let mut writer = RecordingWriter::resume(&path, 30).expect("resumes");
+    for step in 31..=40 {
+        let mut frame = (*last.frame).clone();
+        frame.step = step;
+        writer
+            .push(&frame, last.millis + step, Dynamics::default(), 1e-3)
+            .expect("pushes");
+    }
+    writer.flush().expect("flushes");
+    run_until(&mut harness, "the appended frames", |app| {
+        app.timeline.range() == Some((0, 40))
+    });
+
+    // A torn end (a writer killed mid-chunk): the app replays up to the last whole chunk.
+    let bytes = std::fs::read(&path).expect("reads");
+    std::fs::write(&path, &bytes[..bytes.len() - 7]).expect("writes");
+    drop(harness);
+    let mut harness = app(options(None, Some(&out), false));
+    harness.run_steps(3);
+    assert_eq!(harness.state().timeline.range(), Some((0, 30)));
+    harness.get_by_label("Back to the app's run").click();
+    harness.run_steps(2);
+    assert!(harness.state().opened().is_none());
+}
+
+#[test]
+fn a_folder_without_a_recording_opens_and_says_why_its_timeline_is_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("old");
+    recorded_run(&out, 5);
+    std::fs::remove_file(out.join(RECORDING_FILE)).expect("removes");
+    let mut harness = app(options(None, Some(&out), false));
+    harness.run_steps(3);
+    assert!(harness.state().opened().is_some());
+    assert!(
+        harness
+            .state()
+            .timeline
+            .problem()
+            .is_some_and(|p| p.contains("has no recording")),
+        "{:?}",
+        harness.state().timeline.problem()
+    );
+    harness.get_by_label_contains("has no recording");
+}
