@@ -281,7 +281,7 @@ pub fn timeline_ui(timeline: &mut Timeline, live_step: Option<u64>, ui: &mut egu
             timeline.step_frame(true);
         }
         let speed_before = timeline.speed;
-        egui::ComboBox::from_id_salt("playback speed")
+        egui::ComboBox::from_label("speed")
             .width(60.0)
             .selected_text(format!("{}x", timeline.speed))
             .show_ui(ui, |ui| {
