@@ -88,6 +88,8 @@ fn the_apps_run_is_kept_and_its_timeline_scrubs_and_returns_live() {
         let head = app.timeline.range().map(|r| r.1);
         paused_at.is_some() && head == paused_at
     });
+    // The bar has just appeared: let the layout settle before clicking in it.
+    harness.run_steps(3);
     let folder = harness.state().timeline.dir().expect("following").to_owned();
     assert!(folder.starts_with(&runs.dir), "{}", folder.display());
     assert!(harness.state().timeline.is_live());

@@ -7,6 +7,8 @@
 //! a status line at the bottom. Every change the user makes becomes one `Command`; the
 //! trainer applies it before its next step.
 
+mod browser;
+mod compare;
 mod controls;
 mod history;
 mod opened;
@@ -27,6 +29,8 @@ use crate::trainer::{Command, RunInfo, RunsDir, Snapshot, Trainer};
 
 pub use crate::config::{DataChoice, ModelChoice, WorkloadSettings};
 pub use history::{History, POINTS_PER_SERIES, Series};
+pub use browser::Browser;
+pub use compare::{Compare, MAX_COMPARED};
 pub use opened::Opened;
 pub use timeline::{SPEEDS, Timeline};
 pub use view::{ViewMode, ViewSettings, class_color};
@@ -127,6 +131,11 @@ pub struct MsbregApp {
     opened: Option<Opened>,
     /// Messages that are not errors (old runs removed by the size cap), newest last.
     notes: Vec<String>,
+    /// The runs directory (for the run browser).
+    pub runs_dir: Option<std::path::PathBuf>,
+    pub browser: Browser,
+    /// Runs compared side by side (shown instead of the single view while set).
+    pub compare: Option<Compare>,
 }
 
 impl MsbregApp {
@@ -184,6 +193,9 @@ impl MsbregApp {
             timeline: Timeline::default(),
             opened: None,
             notes: Vec::new(),
+            runs_dir: options.runs.as_ref().map(|r| r.dir.clone()),
+            browser: Browser::default(),
+            compare: None,
         };
         if let Some(dir) = &options.open {
             app.open_folder(dir);
@@ -204,6 +216,17 @@ impl MsbregApp {
                 self.opened = Some(opened);
             }
             Err(err) => self.error = Some(format!("cannot open {}: {err}", dir.display())),
+        }
+    }
+
+    /// Compares the run folders `dirs` (2 to 4) side by side.
+    pub fn compare_runs(&mut self, dirs: &[std::path::PathBuf]) {
+        match Compare::open(dirs) {
+            Ok(compare) => {
+                self.camera.reset();
+                self.compare = Some(compare);
+            }
+            Err(err) => self.error = Some(err),
         }
     }
 
@@ -387,6 +410,10 @@ impl MsbregApp {
             .default_size(380.0)
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
+                    if let Some(compare) = &self.compare {
+                        compare::compare_plots_ui(compare, ui);
+                        return;
+                    }
                     let cursor = self.timeline.cursor();
                     let latest = if self.opened.is_some() {
                         None
@@ -396,7 +423,15 @@ impl MsbregApp {
                     plots::plots_ui(self.shown_history(), latest, cursor, ui);
                 });
             });
-        egui::CentralPanel::default().show(ui, |ui| view::view_ui(self, ui));
+        egui::CentralPanel::default().show(ui, |ui| {
+            if self.compare.is_some() {
+                view::toolbar_ui(self, ui);
+                compare::compare_view_ui(self, ui);
+            } else {
+                view::view_ui(self, ui);
+            }
+        });
+        browser::browser_ui(self, ui.ctx());
 
         let ui_secs = frame_start.elapsed().as_secs_f64();
         self.frame_times.push(ui_secs);

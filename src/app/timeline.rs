@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use eframe::egui;
 
 use crate::projection::Frame;
+use crate::session::catalog::Origin;
 use crate::session::{Event, RecordedFrame, Recording, read_events};
 
 /// How often the recording and events files are looked at again.
@@ -35,6 +36,8 @@ pub struct Timeline {
     /// Wall time and recorded milliseconds where playback (re)started.
     play_from: Option<(Instant, u64)>,
     last_poll: Option<Instant>,
+    /// Where the run forked from, when it is a branch ("branched from X at step k").
+    fork: Option<String>,
 }
 
 impl Default for Timeline {
@@ -50,6 +53,7 @@ impl Default for Timeline {
             speed: 1.0,
             play_from: None,
             last_poll: None,
+            fork: None,
         }
     }
 }
@@ -67,6 +71,14 @@ impl Timeline {
             speed,
             ..Self::default()
         };
+        self.fork = dir.and_then(Origin::read).and_then(|origin| {
+            let parent = origin.parent?;
+            Some(format!(
+                "branched from {} at step {}",
+                parent.display(),
+                origin.parent_step.unwrap_or(0)
+            ))
+        });
         self.poll(true);
     }
 
@@ -116,6 +128,11 @@ impl Timeline {
 
     pub fn events(&self) -> &[Event] {
         &self.events
+    }
+
+    /// "branched from X at step k" for a branch.
+    pub fn fork(&self) -> Option<&str> {
+        self.fork.as_deref()
     }
 
     pub fn is_live(&self) -> bool {

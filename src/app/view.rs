@@ -4,6 +4,7 @@
 //! resets; hovering a particle shows its image (or input point), label and index.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use eframe::egui;
 
@@ -11,7 +12,7 @@ use super::MsbregApp;
 use super::timeline::timeline_ui;
 use crate::data::images::Dataset;
 use crate::render::{self, Camera, LineVertex, Particle};
-use crate::trainer::{Frame, Preview, RunInfo};
+use crate::trainer::{BranchRequest, Command, Frame, Preview, RunInfo};
 
 /// Which projection of the embeddings is drawn.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,7 +37,7 @@ impl ViewMode {
         }
     }
 
-    fn camera_mode(self) -> render::ViewMode {
+    pub(super) fn camera_mode(self) -> render::ViewMode {
         match self {
             Self::Pca2d => render::ViewMode::Flat2d,
             Self::Pca3d => render::ViewMode::Orbit3d,
@@ -140,8 +141,10 @@ pub fn frame_geometry(
     (particles, lines)
 }
 
-fn toolbar_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
+pub(super) fn toolbar_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
     ui.horizontal_wrapped(|ui| {
+        super::browser::browser_button(app, ui);
+        ui.separator();
         for mode in ViewMode::ALL {
             if ui
                 .selectable_label(app.view.mode == mode, mode.label())
@@ -214,6 +217,7 @@ pub fn view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
     };
     egui::Panel::bottom("timeline").show(ui, |ui| {
         timeline_ui(&mut app.timeline, live_step, ui);
+        branch_ui(app, ui);
     });
     let frame = app.shown_frame();
 
@@ -279,6 +283,42 @@ pub fn view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
     );
 }
 
+/// "Branch from here": the run on screen as it was at the timeline's step (the newest
+/// recorded one at Live), with the forces and learning rate the controls show now, continues
+/// as a new run; the fork is shown on its timeline.
+fn branch_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
+    let (Some(dir), Some((_, last))) = (app.timeline.dir().map(Path::to_owned), app.timeline.range())
+    else {
+        return;
+    };
+    let step = app.timeline.cursor().unwrap_or(last);
+    ui.horizontal_wrapped(|ui| {
+        if let Some(fork) = app.timeline.fork() {
+            ui.label(egui::RichText::new(fork).italics());
+            ui.separator();
+        }
+        let branch = ui
+            .button("Branch")
+            .on_hover_text(format!(
+                "Continue from step {step} with the forces set now, as a new run (this one is \
+                 kept)"
+            ));
+        if branch.clicked() {
+            app.send(Command::Branch(Box::new(BranchRequest {
+                parent: dir.clone(),
+                step,
+                dynamics: app.dynamics,
+                learning_rate: app.learning_rate,
+            })));
+            if app.opened().is_some() {
+                app.close_folder();
+            }
+            app.timeline.go_live();
+        }
+        ui.label(format!("from step {step}"));
+    });
+}
+
 /// Which run folder is open (and whether another process is writing it), with the way back.
 fn opened_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
     let Some(opened) = app.opened() else {
@@ -303,7 +343,7 @@ fn opened_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
 }
 
 /// egui's own painter, where the wgpu renderer is not installed (tests without a GPU).
-fn paint_with_egui(
+pub(super) fn paint_with_egui(
     ui: &egui::Ui,
     rect: egui::Rect,
     camera: &Camera,

@@ -217,6 +217,56 @@ pub trait Run: Send {
     }
 }
 
+/// The run of the folder `parent` as it was at step `step`: its newest checkpoint at or
+/// before `step`, stepped on to `step` with the forces and learning rate its `events.jsonl`
+/// records for each step (the config's where it records none). Deterministic: the same
+/// weights, optimiser state and random streams the parent had at `step`. Returns the run and
+/// the steps replayed.
+///
+/// # Errors
+/// No checkpoint at or before `step`, or one that does not load; a replayed step failing.
+pub fn replay_to(
+    parent: &Path,
+    step: u64,
+    device: &Device,
+) -> Result<(Box<dyn Run>, u64), SessionError> {
+    let folder = RunFolder::open(parent)?;
+    let workload = folder.read_workload()?;
+    let (from, dir) = list_checkpoints(parent)?
+        .into_iter()
+        .rev()
+        .find(|(at, _)| *at <= step)
+        .ok_or_else(|| {
+            read_err(
+                parent,
+                format!(
+                    "no checkpoint at or before step {step} to branch from; branch at a later \
+                     step"
+                ),
+            )
+        })?;
+    let mut run = open(&workload, device)?;
+    run.load_checkpoint(&dir, Parts::All)?;
+    let events = read_events(parent)?;
+    while run.steps_done() < step {
+        let done = run.steps_done();
+        if let Some(event) = events
+            .iter()
+            .rev()
+            .find(|e| e.step <= done && e.dynamics.is_some())
+        {
+            if let Some(dynamics) = event.dynamics {
+                run.settings_mut().set_dynamics(dynamics);
+            }
+            if let Some(learning_rate) = event.learning_rate {
+                run.settings_mut().set_learning_rate(learning_rate);
+            }
+        }
+        run.step()?;
+    }
+    Ok((run, step - from))
+}
+
 /// A fresh run of `workload` on `device` (without autodiff).
 ///
 /// # Errors

@@ -120,6 +120,11 @@ impl AppFolder {
         )
     }
 
+    /// A checkpoint of `run` at its step (all are kept: branches replay from the nearest).
+    pub fn checkpoint(&mut self, run: &dyn Run) -> Result<(), SessionError> {
+        self.writer.write_checkpoint(run, usize::MAX).map(|_| ())
+    }
+
     pub fn log(&mut self, record: &MetricsRecord) -> Result<(), SessionError> {
         self.metrics.write(record)
     }

@@ -34,6 +34,19 @@ pub enum Command {
     Choose(WorkloadSettings),
     /// Start a fresh run of a full config. A setting.
     NewRun(Box<Workload>),
+    /// Branch from a recorded step of a run folder: the run as it was at that step (from its
+    /// nearest checkpoint, replayed), with these forces and learning rate, continuing as a new
+    /// run folder that records its parent and step. A setting.
+    Branch(Box<BranchRequest>),
+}
+
+/// What [`Command::Branch`] asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BranchRequest {
+    pub parent: std::path::PathBuf,
+    pub step: u64,
+    pub dynamics: Dynamics,
+    pub learning_rate: f64,
 }
 
 /// Facts about the run on screen that do not change while it trains.

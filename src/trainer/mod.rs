@@ -32,7 +32,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
 
-pub use messages::{Command, DisplayDiagnostics, Frame, MetricsPoint, Preview, RunInfo, Snapshot};
+pub use messages::{
+    BranchRequest, Command, DisplayDiagnostics, Frame, MetricsPoint, Preview, RunInfo, Snapshot,
+};
 pub use folder::{APP_EMBEDDINGS_EVERY, RunsDir};
 pub use slots::{Bell, Slot};
 
@@ -63,6 +65,7 @@ pub(crate) enum Action {
 pub enum RunRequest {
     Choose(WorkloadSettings),
     Workload(Box<Workload>),
+    Branch(Box<BranchRequest>),
 }
 
 /// What the UI and the trainer thread share besides the channels.
@@ -216,6 +219,12 @@ impl Trainer {
                 self.shared
                     .new_run
                     .put((RunRequest::Workload(workload), self.settings_sent));
+            }
+            Command::Branch(request) => {
+                self.settings_sent += 1;
+                self.shared
+                    .new_run
+                    .put((RunRequest::Branch(request), self.settings_sent));
             }
             Command::Run => return self.queue(Action::Run),
             Command::Pause => return self.queue(Action::Pause),

@@ -95,6 +95,23 @@ struct TrainerState<'a> {
     /// Messages for the user that are not errors (runs removed by the size cap).
     notes: Vec<String>,
     run_started: Instant,
+    /// Where the run on screen comes from (`origin.json` of its folder), and its first
+    /// event's text when it is a branch.
+    origin: Origin,
+    origin_text: String,
+    /// When the run's folder last took a checkpoint (branches replay from them).
+    last_checkpoint: Option<Instant>,
+}
+
+/// How often (in training time) the app's run takes a checkpoint, so that a branch replays at
+/// most this much.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
+
+fn app_origin() -> Origin {
+    Origin {
+        made_by: "app".to_owned(),
+        ..Origin::default()
+    }
 }
 
 impl<'a> TrainerState<'a> {
@@ -129,6 +146,9 @@ impl<'a> TrainerState<'a> {
             last_rows: None,
             notes: Vec::new(),
             run_started: Instant::now(),
+            origin: app_origin(),
+            origin_text: String::new(),
+            last_checkpoint: None,
         }
     }
 
@@ -150,25 +170,24 @@ impl<'a> TrainerState<'a> {
         let (Some(runs), Some(run)) = (&self.runs, &self.run) else {
             return true;
         };
-        let origin = Origin {
-            made_by: "app".to_owned(),
-            ..Origin::default()
+        let (kind, text) = if self.origin.parent.is_some() {
+            ("branch", self.origin_text.clone())
+        } else {
+            ("start", format!("started: {}", run.settings().describe()))
         };
-        let opened = AppFolder::create(runs, &**run, &origin).and_then(|(mut folder, notes)| {
+        let opened = AppFolder::create(runs, &**run, &self.origin).and_then(|(mut folder, notes)| {
             if let (Some(frame), Some(rows)) = (&self.frame, &self.last_rows) {
                 folder.record(frame, rows, &**run)?;
             }
-            folder.event(
-                &**run,
-                "start",
-                format!("started: {}", run.settings().describe()),
-            )?;
+            folder.event(&**run, kind, text)?;
+            folder.checkpoint(&**run)?;
             Ok((folder, notes))
         });
         match opened {
             Ok((folder, notes)) => {
                 self.notes.extend(notes);
                 self.folder = Some(folder);
+                self.last_checkpoint = Some(Instant::now());
                 true
             }
             Err(err) => {
@@ -199,34 +218,9 @@ impl<'a> TrainerState<'a> {
     /// Opens a fresh run of `workload`; on failure the run on screen stays and the error is
     /// reported.
     fn start(&mut self, workload: Workload) {
+        self.origin = app_origin();
         match session::open(&workload, &self.backend.device) {
-            Ok(run) => {
-                self.close_folder();
-                self.last_rows = None;
-                self.run_started = Instant::now();
-                let display = run.display().clone();
-                let info = RunInfo {
-                    run_id: self.next_run_id,
-                    workload,
-                    backend: format!("{}, {}", self.backend.kind.name(), self.backend.adapter),
-                    class_names: display.class_names,
-                    labels: display.labels,
-                    preview: display.preview,
-                    embed_dim: run.settings().embed_dim(),
-                };
-                self.next_run_id += 1;
-                self.info = Some(Arc::new(info));
-                self.run = Some(run);
-                self.projector.reset();
-                self.frame = None;
-                self.pending.clear();
-                self.spectrum.clear();
-                self.spectrum_initial.clear();
-                self.images_per_sec = 0.0;
-                self.error = None;
-                self.last_knn = None;
-                self.refresh_display(true);
-            }
+            Ok(run) => self.install(run, workload),
             Err(err) => {
                 self.running = false;
                 let message = format!("could not start {}: {err}", workload.settings().describe());
@@ -237,6 +231,94 @@ impl<'a> TrainerState<'a> {
             }
         }
         self.post();
+    }
+
+    /// Branches (see [`super::BranchRequest`]): the parent's run replayed to the step, the
+    /// new settings applied, kept in a new folder once it steps. On failure the run on screen
+    /// stays, with the reason.
+    fn branch(&mut self, request: super::BranchRequest) {
+        // The parent may be the run on screen: what it has pending goes to disk first.
+        self.close_folder();
+        let checked = validate_dynamics(&request.dynamics).map_err(|e| e.to_string()).and_then(
+            |()| {
+                if request.learning_rate.is_finite() && request.learning_rate > 0.0 {
+                    Ok(())
+                } else {
+                    Err(format!("learning rate {} is not positive", request.learning_rate))
+                }
+            },
+        );
+        let replayed = checked.and_then(|()| {
+            session::replay_to(&request.parent, request.step, &self.backend.device)
+                .map_err(|e| e.to_string())
+        });
+        match replayed {
+            Ok((mut run, replayed)) => {
+                let change = request.dynamics.describe_change(&run.settings().dynamics());
+                run.settings_mut().set_dynamics(request.dynamics);
+                run.settings_mut().set_learning_rate(request.learning_rate);
+                let workload = run.workload();
+                self.running = false;
+                self.install(run, workload);
+                self.origin = Origin {
+                    made_by: "app".to_owned(),
+                    parent: Some(request.parent.clone()),
+                    parent_step: Some(request.step),
+                };
+                self.origin_text = format!(
+                    "branched from {} at step {} ({replayed} steps replayed){}",
+                    request.parent.display(),
+                    request.step,
+                    if change.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {change}")
+                    }
+                );
+                // The branch is kept from its first frame on.
+                if !self.open_folder() {
+                    self.running = false;
+                }
+            }
+            Err(err) => {
+                self.error = Some(format!(
+                    "cannot branch from {} at step {}: {err}",
+                    request.parent.display(),
+                    request.step
+                ));
+            }
+        }
+        self.post();
+    }
+
+    /// Puts `run` on screen as a fresh run (new id, history, projection).
+    fn install(&mut self, run: Box<dyn Run>, workload: Workload) {
+        self.close_folder();
+        self.last_rows = None;
+        self.run_started = Instant::now();
+        let display = run.display().clone();
+        let info = RunInfo {
+            run_id: self.next_run_id,
+            workload,
+            backend: format!("{}, {}", self.backend.kind.name(), self.backend.adapter),
+            class_names: display.class_names,
+            labels: display.labels,
+            preview: display.preview,
+            embed_dim: run.settings().embed_dim(),
+        };
+        self.next_run_id += 1;
+        self.info = Some(Arc::new(info));
+        self.run = Some(run);
+        self.projector.reset();
+        self.frame = None;
+        self.pending.clear();
+        self.spectrum.clear();
+        self.spectrum_initial.clear();
+        self.images_per_sec = 0.0;
+        self.error = None;
+        self.last_knn = None;
+        self.origin_text = String::new();
+        self.refresh_display(true);
     }
 
     /// Applies settings and commands; trains while running. Returns when the UI disconnects
@@ -280,6 +362,11 @@ impl<'a> TrainerState<'a> {
     fn apply_settings(&mut self) {
         if let Some((request, seq)) = self.shared.new_run.take() {
             let workload = match request {
+                RunRequest::Branch(request) => {
+                    self.settings_seq = self.settings_seq.max(seq);
+                    self.branch(*request);
+                    return;
+                }
                 RunRequest::Workload(workload) => *workload,
                 RunRequest::Choose(settings) => {
                     // A new run keeps the forces in force; its learning rate is its own (the
@@ -391,6 +478,19 @@ impl<'a> TrainerState<'a> {
         match run.step() {
             Ok(losses) => {
                 let secs = start.elapsed().as_secs_f64().max(1e-9);
+                if let Some(folder) = &mut self.folder
+                    && self
+                        .last_checkpoint
+                        .is_none_or(|at| at.elapsed() >= CHECKPOINT_INTERVAL)
+                {
+                    self.last_checkpoint = Some(Instant::now());
+                    if let Err(err) = folder.checkpoint(&**run) {
+                        self.running = false;
+                        self.error = Some(format!(
+                            "{err}; the run is paused: free some space, then press Run"
+                        ));
+                    }
+                }
                 let rate = run.images_per_step() as f64 / secs;
                 self.images_per_sec = if self.images_per_sec > 0.0 {
                     0.8 * self.images_per_sec + 0.2 * rate

@@ -1,0 +1,222 @@
+//! Branch from a recorded step, Compare and the run browser: a branch with unchanged settings
+//! reproduces its parent exactly (flex), and the app's buttons do what they say, clicked by
+//! label through egui_kittest.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable as _;
+
+use msbreg::app::{AppOptions, MsbregApp, WorkloadSettings};
+use msbreg::backend::Backend;
+use msbreg::data::sandbox::SandboxKind;
+use msbreg::method::StepReport;
+use msbreg::session::catalog::{Origin, PIN_FILE};
+use msbreg::session::read_events;
+use msbreg::trainer::{BranchRequest, Command, RunsDir, Snapshot, Trainer};
+
+const WAIT: Duration = Duration::from_mins(1);
+
+fn cpu() -> Backend {
+    Backend::flex("tests")
+}
+
+fn runs_in(dir: &Path) -> RunsDir {
+    RunsDir {
+        dir: dir.join("runs"),
+        cap_bytes: 1 << 40,
+    }
+}
+
+/// Waits for snapshots, gathering every step's losses, until `done`.
+fn gather(
+    trainer: &Trainer,
+    losses: &mut BTreeMap<u64, StepReport>,
+    done: impl Fn(&Snapshot) -> bool,
+) -> Snapshot {
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        if let Some(snapshot) = trainer.wait_snapshot(Duration::from_millis(100)) {
+            for point in &snapshot.metrics {
+                if let Some(report) = point.losses {
+                    losses.insert(point.step, report);
+                }
+            }
+            if done(&snapshot) {
+                return snapshot;
+            }
+        }
+    }
+    panic!("timed out");
+}
+
+#[test]
+fn a_branch_with_unchanged_settings_reproduces_its_parent_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workload = WorkloadSettings::sandbox(SandboxKind::Gaussians).workload();
+    let mut trainer =
+        Trainer::spawn_keeping(&cpu(), workload, true, Box::new(|| {}), Some(runs_in(dir.path())))
+            .expect("spawns");
+    let mut parent = BTreeMap::new();
+    gather(&trainer, &mut parent, |s| s.step >= 40);
+    trainer.send(Command::Pause);
+    let paused = gather(&trainer, &mut parent, |s| !s.running && s.folder.is_some());
+    let end = paused.step;
+    let parent_dir = paused.folder.clone().expect("kept");
+
+    let k = 15;
+    trainer.send(Command::Branch(Box::new(BranchRequest {
+        parent: parent_dir.clone(),
+        step: k,
+        dynamics: paused.dynamics,
+        learning_rate: paused.learning_rate,
+    })));
+    let mut branch = BTreeMap::new();
+    let first = gather(&trainer, &mut branch, |s| {
+        s.info.run_id != paused.info.run_id && s.step == k
+    });
+    assert!(first.error.is_none(), "{:?}", first.error);
+    for _ in k..end {
+        trainer.send(Command::Step);
+    }
+    let last = gather(&trainer, &mut branch, |s| s.step == end);
+    for step in k + 1..=end {
+        let (a, b) = (parent[&step], branch[&step]);
+        assert_eq!(
+            [a.loss, a.loss_centroid, a.loss_sv, a.loss_brownian].map(f32::to_bits),
+            [b.loss, b.loss_centroid, b.loss_sv, b.loss_brownian].map(f32::to_bits),
+            "step {step}"
+        );
+    }
+    let branch_dir = last.folder.clone().expect("the branch is kept");
+    assert_ne!(branch_dir, parent_dir);
+    let origin = Origin::read(&branch_dir).expect("origin.json");
+    assert_eq!(origin.parent.as_deref(), Some(parent_dir.as_path()));
+    assert_eq!(origin.parent_step, Some(k));
+    let events = read_events(&branch_dir).expect("reads");
+    assert!(
+        events.iter().any(|e| e.kind == "branch" && e.text.contains("branched from")),
+        "{events:?}"
+    );
+
+    // A branch with the Brownian force off acts with it off.
+    let mut dynamics = paused.dynamics;
+    dynamics.brownian.on = false;
+    trainer.send(Command::Branch(Box::new(BranchRequest {
+        parent: parent_dir,
+        step: k,
+        dynamics,
+        learning_rate: paused.learning_rate,
+    })));
+    let changed = gather(&trainer, &mut BTreeMap::new(), |s| {
+        s.info.run_id != last.info.run_id && s.step == k
+    });
+    assert!(!changed.dynamics.brownian.on);
+    trainer.shutdown(Duration::from_secs(30)).expect("stops");
+}
+
+fn app(runs: RunsDir) -> Harness<'static, MsbregApp> {
+    let options = AppOptions {
+        backend: cpu(),
+        settings: WorkloadSettings::sandbox(SandboxKind::Gaussians),
+        running: true,
+        frame_stats: None,
+        runs: Some(runs),
+        open: None,
+    };
+    let ctx = egui::Context::default();
+    let app = MsbregApp::new(&ctx, None, options);
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .build_ui_state(|ui, app: &mut MsbregApp| app.ui(ui), app)
+}
+
+fn run_until(
+    harness: &mut Harness<'static, MsbregApp>,
+    what: &str,
+    done: impl Fn(&mut MsbregApp) -> bool,
+) {
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        harness.run_steps(1);
+        if done(harness.state_mut()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn branch_compare_and_the_run_browser_by_their_buttons() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runs = runs_in(dir.path());
+    let mut harness = app(runs.clone());
+    run_until(&mut harness, "20 steps", |app| {
+        app.latest().is_some_and(|s| s.step >= 20)
+    });
+    harness.get_by_label("Pause").click();
+    run_until(&mut harness, "the recording up to the pause", |app| {
+        let paused = app.latest().filter(|s| !s.running).map(|s| s.step);
+        paused.is_some() && app.timeline.range().map(|r| r.1) == paused
+    });
+    // The bar has just appeared: let the layout settle before clicking in it.
+    harness.run_steps(3);
+    let parent: PathBuf = harness.state().timeline.dir().expect("kept").to_owned();
+    harness.get_by_label("<").click();
+    harness.run_steps(2);
+    let at = harness.state().timeline.cursor().expect("scrubbed back");
+
+    // Branch from the scrubbed step.
+    harness.get_by_label("Branch").click();
+    run_until(&mut harness, "the branch", |app| {
+        app.latest()
+            .and_then(|s| s.folder.clone())
+            .is_some_and(|f| f != parent)
+    });
+    let child = harness
+        .state()
+        .latest()
+        .and_then(|s| s.folder.clone())
+        .expect("kept");
+    assert_eq!(harness.state().latest().map(|s| s.step), Some(at));
+    let origin = Origin::read(&child).expect("origin.json");
+    assert_eq!(origin.parent.as_deref(), Some(parent.as_path()));
+    run_until(&mut harness, "the fork on the timeline", |app| {
+        app.timeline.fork().is_some_and(|f| f.contains("branched from"))
+    });
+
+    // The browser lists both; tick both and compare.
+    harness.get_by_label("Runs").click();
+    run_until(&mut harness, "the listing", |app| app.browser.runs().len() == 2);
+    // A window's first frame only sizes it.
+    harness.run_steps(3);
+    for tick in harness.get_all_by_label("tick").collect::<Vec<_>>() {
+        tick.click();
+    }
+    harness.run_steps(2);
+    harness.get_by_label("Compare 2 ticked").click();
+    harness.run_steps(3);
+    let compare = harness.state().compare.as_ref().expect("comparing");
+    assert_eq!(compare.runs.len(), 2);
+    harness.get_by_label("Comparing 2 runs");
+    harness.get_by_label("Close comparison").click();
+    harness.run_steps(2);
+    assert!(harness.state().compare.is_none());
+
+    // Pin the parent, then delete it (it is not on screen).
+    harness.get_by_label("Runs").click();
+    harness.run_steps(4);
+    let pins: Vec<_> = harness.get_all_by_label("Pin").collect();
+    pins[0].click();
+    harness.run_steps(2);
+    assert!(parent.join(PIN_FILE).is_file(), "the oldest (the parent) is listed first");
+    let deletes: Vec<_> = harness.get_all_by_label("Delete").collect();
+    deletes[0].click();
+    harness.run_steps(2);
+    assert!(!parent.exists(), "deleted");
+    assert!(child.exists(), "the run on screen stays");
+}
