@@ -109,8 +109,11 @@ struct AppArgs {
     runs_cap_gb: f64,
     /// Open a run folder (one `train` or `simulate` wrote, or an app run) to replay it; while
     /// another process still writes it, the app follows it live.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "compare")]
     open: Option<PathBuf>,
+    /// Compare 2 to 4 run folders side by side (split views, overlaid curves, last values).
+    #[arg(long, value_name = "DIR", num_args = 2..=4)]
+    compare: Vec<PathBuf>,
 }
 
 impl Default for AppArgs {
@@ -125,6 +128,7 @@ impl Default for AppArgs {
             runs_dir: PathBuf::from(msbreg::session::catalog::DEFAULT_RUNS_DIR),
             runs_cap_gb: msbreg::session::catalog::DEFAULT_CAP_BYTES as f64 / 1e9,
             open: None,
+            compare: Vec::new(),
         }
     }
 }
@@ -338,7 +342,7 @@ fn open_app(choice: BackendChoice, args: &AppArgs) -> anyhow::Result<()> {
         msbreg::config::WorkloadSettings::default()
     };
     settings.seed = args.seed;
-    if let Some(dir) = &args.open {
+    for dir in args.open.iter().chain(&args.compare) {
         // Say what is wrong before a window opens.
         msbreg::session::RunFolder::open(dir)?;
     }
@@ -354,6 +358,7 @@ fn open_app(choice: BackendChoice, args: &AppArgs) -> anyhow::Result<()> {
             cap_bytes: (args.runs_cap_gb * 1e9) as u64,
         }),
         open: args.open.clone(),
+        compare: args.compare.clone(),
         backend,
         settings,
         running: !args.paused,

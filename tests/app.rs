@@ -29,6 +29,7 @@ fn sandbox_app(running: bool) -> Harness<'static, MsbregApp> {
         frame_stats: None,
         runs: None,
         open: None,
+        compare: Vec::new(),
     };
     let ctx = egui::Context::default();
     let app = MsbregApp::new(&ctx, None, options);
@@ -209,6 +210,7 @@ fn every_view_mode_renders_the_particles_through_wgpu() {
         frame_stats: None,
         runs: None,
         open: None,
+        compare: Vec::new(),
     };
     let render_state = egui_kittest::wgpu::create_render_state(
         egui_kittest::wgpu::default_wgpu_setup(),

@@ -126,6 +126,7 @@ fn app(runs: RunsDir) -> Harness<'static, MsbregApp> {
         frame_stats: None,
         runs: Some(runs),
         open: None,
+        compare: Vec::new(),
     };
     let ctx = egui::Context::default();
     let app = MsbregApp::new(&ctx, None, options);

@@ -39,6 +39,7 @@ fn options(runs: Option<RunsDir>, open: Option<&Path>, running: bool) -> AppOpti
         frame_stats: None,
         runs,
         open: open.map(Path::to_owned),
+        compare: Vec::new(),
     }
 }
 

@@ -48,6 +48,8 @@ pub struct AppOptions {
     pub runs: Option<RunsDir>,
     /// A run folder to open and watch instead of training (`--open DIR`).
     pub open: Option<std::path::PathBuf>,
+    /// Run folders to compare side by side from the start (`--compare DIR DIR ...`).
+    pub compare: Vec<std::path::PathBuf>,
 }
 
 /// `--frame-stats`: repaint continuously and report frame times on stderr.
@@ -157,7 +159,7 @@ impl MsbregApp {
         let (trainer, error) = match Trainer::spawn_keeping(
             &options.backend,
             workload,
-            options.running && options.open.is_none(),
+            options.running && options.open.is_none() && options.compare.is_empty(),
             Box::new(move || repaint_ctx.request_repaint()),
             options.runs.clone(),
         ) {
@@ -199,6 +201,9 @@ impl MsbregApp {
         };
         if let Some(dir) = &options.open {
             app.open_folder(dir);
+        }
+        if !options.compare.is_empty() {
+            app.compare_runs(&options.compare);
         }
         app
     }

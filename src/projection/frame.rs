@@ -1,14 +1,14 @@
 //! [`Frame`]: the displayed points projected to 3-D, on a fixed 16-bit grid.
 //!
-//! Every coordinate the view draws is a multiple of `1 / GRID` (`GRID` = 32767) in `[-1, 1]`,
-//! finer than a pixel at any zoom the camera allows. Quantising when the frame is made, not
+//! Every coordinate the view draws is a multiple of `1 / GRID` (`GRID` = 4095) in `[-1, 1]`:
+//! a step of 0.1 px where the unit ball is 400 px across, below a pixel up to 10x zoom. Quantising when the frame is made, not
 //! when it is recorded, is what lets a replay show the frames the live view showed bit for
 //! bit while the recording stores 2 bytes per coordinate (see `session::recording`).
 
 use super::{Projector, on_sphere};
 
 /// Grid steps per unit: coordinates are `q / GRID` for an integer `q` in `[-GRID, GRID]`.
-pub const GRID: f32 = 32767.0;
+pub const GRID: f32 = 4095.0;
 
 /// A coordinate in `[-1, 1]` to its grid index (values outside are clamped, NaN goes to 0).
 pub fn quantize(x: f32) -> i16 {
@@ -129,7 +129,7 @@ mod tests {
         };
         assert_eq!(bits(&frame), bits(&again));
         assert!(Frame::from_grid_indices(0, &[1, 2, 3]).is_none());
-        for q in [-32767i16, -1, 0, 1, 12345, 32767] {
+        for q in [-4095i16, -1, 0, 1, 1234, 4095] {
             assert_eq!(quantize(dequantize(q)), q);
         }
     }

@@ -35,9 +35,9 @@ impl Default for RunsDir {
     }
 }
 
-/// Full display embeddings go with every this many recorded frames (every 3 s at the app's
-/// display rate).
-pub const APP_EMBEDDINGS_EVERY: u64 = 20;
+/// Full display embeddings go with every this many recorded frames (every 30 s at the app's
+/// display rate: they are most of a recording's bytes, see `msbreg bench record`).
+pub const APP_EMBEDDINGS_EVERY: u64 = 200;
 
 /// The folder of the run on screen, held for writing.
 pub(crate) struct AppFolder {

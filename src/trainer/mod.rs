@@ -123,6 +123,8 @@ pub struct Trainer {
     handle: Option<JoinHandle<()>>,
     /// Settings sent so far (the number the snapshots' `settings_seq` answers).
     settings_sent: u64,
+    /// Whether runs are kept on disk (dropping then waits a moment for the last frames).
+    keeps_runs: bool,
 }
 
 /// Discrete commands (clicks, keys) the queue holds before the trainer drains them.
@@ -159,6 +161,7 @@ impl Trainer {
         let shared = Arc::new(Shared::default());
         let backend = backend.clone();
         let thread_shared = Arc::clone(&shared);
+        let keeps_runs = runs.is_some();
         let handle = std::thread::Builder::new()
             .name("msbreg-trainer".to_owned())
             .spawn(move || {
@@ -179,6 +182,7 @@ impl Trainer {
             shared,
             handle: Some(handle),
             settings_sent: 0,
+            keeps_runs,
         })
     }
 
@@ -301,14 +305,17 @@ impl Trainer {
 
 impl Drop for Trainer {
     fn drop(&mut self) {
-        // Stop, and wait a moment for the thread to write the run's last frames: it ends
-        // after its current step. A long step is not waited for: the window closes now.
+        // Stop without waiting for the step: the thread ends after it. When runs are kept on
+        // disk, wait up to 1.5 s for it to write the run's last frames (a sandbox step ends in
+        // milliseconds; a long image step is not waited for, and loses at most its last
+        // chunk's frames).
         self.stop_signal();
         let start = Instant::now();
-        while self
-            .handle
-            .as_ref()
-            .is_some_and(|handle| !handle.is_finished())
+        while self.keeps_runs
+            && self
+                .handle
+                .as_ref()
+                .is_some_and(|handle| !handle.is_finished())
             && start.elapsed() < Duration::from_millis(1500)
         {
             std::thread::sleep(Duration::from_millis(5));

@@ -64,6 +64,15 @@ pub(super) const MAX_CHUNK_BYTES: u32 = 512 << 20;
 pub(super) const MAX_HEADER_BYTES: u32 = 64 << 20;
 pub(super) const ZSTD_LEVEL: i32 = 3;
 
+/// The zstd level (`MSBREG_RECORD_LEVEL` overrides it, to measure others with `msbreg bench
+/// record`).
+pub(super) fn zstd_level() -> i32 {
+    std::env::var("MSBREG_RECORD_LEVEL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ZSTD_LEVEL)
+}
+
 /// What goes wrong with a recording.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
@@ -152,7 +161,7 @@ pub(super) struct FrameMeta {
 pub(super) struct StoredEmbeddings {
     pub(super) step: u64,
     pub(super) dim: u32,
-    /// The f32 values of the three sets, as 4 byte planes.
+    /// The values of the three sets as f16, in 2 byte planes.
     pub(super) planes: Vec<u8>,
 }
 
@@ -161,6 +170,8 @@ pub(super) struct ChunkBody {
     pub(super) metas: Vec<FrameMeta>,
     /// Grid values per frame.
     pub(super) values: u32,
+    /// The predictor of the residuals in `coords` (see `predict`).
+    pub(super) linear: bool,
     /// Every frame's grid indices, each frame minus the one before (the first whole), zigzag
     /// coded, as two byte planes: all low bytes, then all high bytes.
     pub(super) coords: Vec<u8>,
@@ -201,73 +212,124 @@ pub(super) fn unzigzag(u: u16) -> i16 {
     ((u >> 1) as i16) ^ -((u & 1) as i16)
 }
 
-pub(super) fn encode_coords(frames: &[Vec<i16>]) -> Vec<u8> {
-    let count: usize = frames.iter().map(Vec::len).sum();
-    let mut low = Vec::with_capacity(count);
-    let mut high = Vec::with_capacity(count);
-    let mut previous: Option<&Vec<i16>> = None;
-    for frame in frames {
-        for (i, &q) in frame.iter().enumerate() {
-            let delta = previous.map_or(q, |p| q.wrapping_sub(p[i]));
-            let [lo, hi] = zigzag(delta).to_le_bytes();
-            low.push(lo);
-            high.push(hi);
-        }
-        previous = Some(frame);
+/// The tethered views of a frame's grid (`[points 3n][view a 3n][view b 3n]`) as offsets
+/// from their point (small: a view lies near its point), or back (`undo`).
+fn views_relative(frame: &mut [i16], undo: bool) {
+    let n3 = frame.len() / 3;
+    let (points, views) = frame.split_at_mut(n3);
+    for (i, v) in views.iter_mut().enumerate() {
+        let p = points[i % n3];
+        *v = if undo { v.wrapping_add(p) } else { v.wrapping_sub(p) };
     }
-    low.extend(high);
-    low
 }
 
-pub(super) fn decode_coords(bytes: &[u8], values: usize, frames: usize) -> Option<Vec<Vec<i16>>> {
+/// What each frame's grid is predicted from: the frame before (`linear` false), or the two
+/// before extrapolated (`2 q[t-1] - q[t-2]`: particles drifting at a steady pace cost
+/// nothing). The first frame of a chunk is predicted from zero, the second from the first.
+fn predict(history: &[Vec<i16>], i: usize, linear: bool) -> i16 {
+    match history {
+        [] => 0,
+        [.., before, last] if linear => last[i].wrapping_mul(2).wrapping_sub(before[i]),
+        [.., last] => last[i],
+    }
+}
+
+/// The residuals of `frames` (views relative to their points) against the prediction.
+fn residuals(frames: &[Vec<i16>], linear: bool) -> Vec<Vec<u16>> {
+    let relative: Vec<Vec<i16>> = frames
+        .iter()
+        .map(|frame| {
+            let mut frame = frame.clone();
+            views_relative(&mut frame, false);
+            frame
+        })
+        .collect();
+    (0..relative.len())
+        .map(|f| {
+            relative[f]
+                .iter()
+                .enumerate()
+                .map(|(i, &q)| zigzag(q.wrapping_sub(predict(&relative[..f], i, linear))))
+                .collect()
+        })
+        .collect()
+}
+
+/// The frames' grids as residuals in two byte planes (all low bytes, then all high bytes),
+/// with the predictor that made them smaller (`true`: linear).
+pub(super) fn encode_coords(frames: &[Vec<i16>]) -> (Vec<u8>, bool) {
+    let cost = |r: &[Vec<u16>]| -> u64 { r.iter().flatten().map(|&u| u64::from(u)).sum() };
+    let previous = residuals(frames, false);
+    let linear = residuals(frames, true);
+    let (chosen, is_linear) = if cost(&linear) < cost(&previous) {
+        (linear, true)
+    } else {
+        (previous, false)
+    };
+    let count: usize = chosen.iter().map(Vec::len).sum();
+    let mut low = Vec::with_capacity(2 * count);
+    let mut high = Vec::with_capacity(count);
+    for u in chosen.iter().flatten() {
+        let [lo, hi] = u.to_le_bytes();
+        low.push(lo);
+        high.push(hi);
+    }
+    low.extend(high);
+    (low, is_linear)
+}
+
+pub(super) fn decode_coords(
+    bytes: &[u8],
+    values: usize,
+    frames: usize,
+    linear: bool,
+) -> Option<Vec<Vec<i16>>> {
     let count = values.checked_mul(frames)?;
-    if bytes.len() != 2 * count {
+    if bytes.len() != 2 * count || !values.is_multiple_of(3) {
         return None;
     }
     let (low, high) = bytes.split_at(count);
-    let mut out: Vec<Vec<i16>> = Vec::with_capacity(frames);
+    let mut relative: Vec<Vec<i16>> = Vec::with_capacity(frames);
     for f in 0..frames {
         let frame: Vec<i16> = (0..values)
             .map(|i| {
                 let at = f * values + i;
-                let delta = unzigzag(u16::from_le_bytes([low[at], high[at]]));
-                match out.last() {
-                    Some(previous) => previous[i].wrapping_add(delta),
-                    None => delta,
-                }
+                let residual = unzigzag(u16::from_le_bytes([low[at], high[at]]));
+                predict(&relative, i, linear).wrapping_add(residual)
             })
             .collect();
-        out.push(frame);
+        relative.push(frame);
     }
-    Some(out)
+    Some(
+        relative
+            .into_iter()
+            .map(|mut frame| {
+                views_relative(&mut frame, true);
+                frame
+            })
+            .collect(),
+    )
 }
 
-pub(super) fn shuffle_f32(rows: &[&[f32]]) -> Vec<u8> {
+pub(super) fn shuffle_f16(rows: &[&[f32]]) -> Vec<u8> {
     let count: usize = rows.iter().map(|r| r.len()).sum();
-    let mut planes = vec![0u8; 4 * count];
+    let mut planes = vec![0u8; 2 * count];
     for (i, x) in rows.iter().flat_map(|r| r.iter()).enumerate() {
-        for (b, byte) in x.to_le_bytes().into_iter().enumerate() {
-            planes[b * count + i] = byte;
-        }
+        let [lo, hi] = half::f16::from_f32(*x).to_le_bytes();
+        planes[i] = lo;
+        planes[count + i] = hi;
     }
     planes
 }
 
-pub(super) fn unshuffle_f32(planes: &[u8]) -> Option<Vec<f32>> {
-    if !planes.len().is_multiple_of(4) {
+pub(super) fn unshuffle_f16(planes: &[u8]) -> Option<Vec<f32>> {
+    if !planes.len().is_multiple_of(2) {
         return None;
     }
-    let count = planes.len() / 4;
+    let count = planes.len() / 2;
     Some(
         (0..count)
-            .map(|i| {
-                f32::from_le_bytes([
-                    planes[i],
-                    planes[count + i],
-                    planes[2 * count + i],
-                    planes[3 * count + i],
-                ])
-            })
+            .map(|i| half::f16::from_le_bytes([planes[i], planes[count + i]]).to_f32())
             .collect(),
     )
 }
@@ -287,13 +349,24 @@ mod tests {
         for x in [i16::MIN, -2, -1, 0, 1, 2, i16::MAX] {
             assert_eq!(unzigzag(zigzag(x)), x);
         }
-        let frames = vec![vec![1i16, -32767, 300], vec![2, 32767, -300], vec![-5, 0, 0]];
-        let bytes = encode_coords(&frames);
-        assert_eq!(decode_coords(&bytes, 3, 3), Some(frames));
-        assert_eq!(decode_coords(&bytes, 3, 2), None);
-        let rows = [1.5f32, -0.0, f32::MIN_POSITIVE];
-        let planes = shuffle_f32(&[&rows]);
-        let back = unshuffle_f32(&planes).expect("whole floats");
-        assert_eq!(back.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), rows.map(f32::to_bits));
+        let frames = vec![
+            vec![1i16, -4095, 300, 4, 4095, 299, 0, 0, -4095],
+            vec![2, 4095, -300, -4095, 4095, 0, 7, 8, 9],
+            vec![-5, 0, 0, 0, 0, 0, 4095, 4095, 4095],
+        ];
+        let (bytes, linear) = encode_coords(&frames);
+        assert_eq!(decode_coords(&bytes, 9, 3, linear), Some(frames.clone()));
+        assert_eq!(decode_coords(&bytes, 9, 2, linear), None);
+        // A steady drift is all zeros after the first two frames under the linear predictor.
+        let drift: Vec<Vec<i16>> = (0..5i16).map(|t| vec![t * 7; 9]).collect();
+        let (bytes, linear) = encode_coords(&drift);
+        assert!(linear);
+        assert_eq!(decode_coords(&bytes, 9, 5, true), Some(drift));
+        let rows = [1.5f32, -0.0, 0.333_333, -1.0];
+        let planes = shuffle_f16(&[&rows]);
+        let back = unshuffle_f16(&planes).expect("whole halves");
+        for (a, b) in rows.iter().zip(&back) {
+            assert!((a - b).abs() < 1e-3, "{a} {b}");
+        }
     }
 }

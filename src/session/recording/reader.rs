@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{
     CHUNK_HEADER_LEN, CHUNK_MAGIC, ChunkBody, ChunkEntry, DecodedChunk, FORMAT_VERSION, MAGIC,
     MAX_CHUNK_BYTES, MAX_HEADER_BYTES, RECORDING_FILE, RecordedEmbeddings, RecordedFrame,
-    RecordingError, RecordingHeader, decode_coords, unshuffle_f32,
+    RecordingError, RecordingHeader, decode_coords, unshuffle_f16,
 };
 use crate::projection::Frame;
 
@@ -225,7 +225,7 @@ impl Recording {
         }
         let raw = zstd::stream::decode_all(compressed.as_slice()).map_err(|e| bad(e.to_string()))?;
         let body: ChunkBody = postcard::from_bytes(&raw).map_err(|e| bad(e.to_string()))?;
-        let grids = decode_coords(&body.coords, body.values as usize, body.metas.len())
+        let grids = decode_coords(&body.coords, body.values as usize, body.metas.len(), body.linear)
             .ok_or_else(|| bad("its coordinates do not add up".to_owned()))?;
         let frames = body
             .metas
@@ -246,8 +246,8 @@ impl Recording {
             .embeddings
             .iter()
             .map(|stored| {
-                let values = unshuffle_f32(&stored.planes)
-                    .ok_or_else(|| bad("embeddings of a partial number of floats".to_owned()))?;
+                let values = unshuffle_f16(&stored.planes)
+                    .ok_or_else(|| bad("embeddings of a partial number of values".to_owned()))?;
                 let third = values.len() / 3;
                 let dim = stored.dim as usize;
                 if third * 3 != values.len() || dim == 0 || !third.is_multiple_of(dim) {

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use super::{
     CHUNK_FRAMES, CHUNK_HEADER_LEN, CHUNK_MAGIC, CHUNK_SECS, ChunkBody, FORMAT_VERSION, FrameMeta,
-    MAGIC, Recording, RecordingError, RecordingHeader, StoredEmbeddings, ZSTD_LEVEL,
-    encode_coords, now_unix_ms, shuffle_f32,
+    MAGIC, Recording, RecordingError, RecordingHeader, StoredEmbeddings, zstd_level,
+    encode_coords, now_unix_ms, shuffle_f16,
 };
 use crate::method::Dynamics;
 use crate::projection::Frame;
@@ -214,7 +214,7 @@ impl RecordingWriter {
         self.pending_embeddings.push(StoredEmbeddings {
             step,
             dim: dim as u32,
-            planes: shuffle_f32(&rows),
+            planes: shuffle_f16(&rows),
         });
         self.busy_secs += start.elapsed().as_secs_f64();
     }
@@ -235,9 +235,11 @@ impl RecordingWriter {
             .chain(embeddings.iter().map(|e| e.step));
         let first_step = steps.clone().min().unwrap_or(0);
         let last_step = steps.max().unwrap_or(0);
+        let (coords, linear) = encode_coords(&grids);
         let body = ChunkBody {
             values: grids.first().map_or(0, |g| g.len() as u32),
-            coords: encode_coords(&grids),
+            coords,
+            linear,
             embeddings,
             metas,
         };
@@ -258,7 +260,7 @@ impl RecordingWriter {
             kept_through: kept_through.unwrap_or(0),
         };
         let raw = postcard::to_allocvec(body).map_err(|e| fail(e.to_string(), self.last_step_written))?;
-        let compressed = zstd::bulk::compress(&raw, ZSTD_LEVEL)
+        let compressed = zstd::bulk::compress(&raw, zstd_level())
             .map_err(|e| fail(e.to_string(), self.last_step_written))?;
         let mut bytes = Vec::with_capacity(CHUNK_HEADER_LEN + compressed.len());
         bytes.extend(CHUNK_MAGIC);
