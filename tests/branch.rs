@@ -57,9 +57,14 @@ fn gather(
 fn a_branch_with_unchanged_settings_reproduces_its_parent_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let workload = WorkloadSettings::sandbox(SandboxKind::Gaussians).workload();
-    let mut trainer =
-        Trainer::spawn_keeping(&cpu(), workload, true, Box::new(|| {}), Some(runs_in(dir.path())))
-            .expect("spawns");
+    let mut trainer = Trainer::spawn_keeping(
+        &cpu(),
+        workload,
+        true,
+        Box::new(|| {}),
+        Some(runs_in(dir.path())),
+    )
+    .expect("spawns");
     let mut parent = BTreeMap::new();
     gather(&trainer, &mut parent, |s| s.step >= 40);
     trainer.send(Command::Pause);
@@ -98,7 +103,9 @@ fn a_branch_with_unchanged_settings_reproduces_its_parent_exactly() {
     assert_eq!(origin.parent_step, Some(k));
     let events = read_events(&branch_dir).expect("reads");
     assert!(
-        events.iter().any(|e| e.kind == "branch" && e.text.contains("branched from")),
+        events
+            .iter()
+            .any(|e| e.kind == "branch" && e.text.contains("branched from")),
         "{events:?}"
     );
 
@@ -187,12 +194,16 @@ fn branch_compare_and_the_run_browser_by_their_buttons() {
     let origin = Origin::read(&child).expect("origin.json");
     assert_eq!(origin.parent.as_deref(), Some(parent.as_path()));
     run_until(&mut harness, "the fork on the timeline", |app| {
-        app.timeline.fork().is_some_and(|f| f.contains("branched from"))
+        app.timeline
+            .fork()
+            .is_some_and(|f| f.contains("branched from"))
     });
 
     // The browser lists both; tick both and compare.
     harness.get_by_label("Runs").click();
-    run_until(&mut harness, "the listing", |app| app.browser.runs().len() == 2);
+    run_until(&mut harness, "the listing", |app| {
+        app.browser.runs().len() == 2
+    });
     // A window's first frame only sizes it.
     harness.run_steps(3);
     for tick in harness.get_all_by_label("tick").collect::<Vec<_>>() {
@@ -214,7 +225,10 @@ fn branch_compare_and_the_run_browser_by_their_buttons() {
     let pins: Vec<_> = harness.get_all_by_label("Pin").collect();
     pins[0].click();
     harness.run_steps(2);
-    assert!(parent.join(PIN_FILE).is_file(), "the oldest (the parent) is listed first");
+    assert!(
+        parent.join(PIN_FILE).is_file(),
+        "the oldest (the parent) is listed first"
+    );
     let deletes: Vec<_> = harness.get_all_by_label("Delete").collect();
     deletes[0].click();
     harness.run_steps(2);

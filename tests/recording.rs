@@ -33,7 +33,14 @@ fn bits(frame: &Frame) -> Vec<u32> {
         .iter()
         .chain(&frame.sphere)
         .flatten()
-        .chain(frame.views.iter().chain(&frame.views_sphere).flatten().flatten())
+        .chain(
+            frame
+                .views
+                .iter()
+                .chain(&frame.views_sphere)
+                .flatten()
+                .flatten(),
+        )
         .map(|x| x.to_bits())
         .collect()
 }
@@ -101,8 +108,14 @@ fn frames_come_back_bit_for_bit_and_seek_by_step() {
     // Seeking: the newest frame at or before a step, across chunk boundaries.
     let at = recording.frame_at(200).expect("reads").expect("a frame");
     assert_eq!(at.frame.step, 198);
-    assert_eq!(recording.neighbour_step(189, true).expect("reads"), Some(192));
-    assert_eq!(recording.neighbour_step(192, false).expect("reads"), Some(189));
+    assert_eq!(
+        recording.neighbour_step(189, true).expect("reads"),
+        Some(192)
+    );
+    assert_eq!(
+        recording.neighbour_step(192, false).expect("reads"),
+        Some(189)
+    );
     assert_eq!(recording.neighbour_step(447, true).expect("reads"), None);
     let embeddings = recording.all_embeddings().expect("decodes");
     assert_eq!(embeddings.len(), 1);
@@ -120,7 +133,11 @@ fn a_torn_end_is_read_up_to_the_last_complete_chunk() {
     for cut in [third.offset + 10, third.offset + 40, whole.len() as u64 - 1] {
         std::fs::write(&path, &whole[..cut as usize]).expect("writes");
         let mut recording = Recording::open(dir.path()).expect("a torn end still opens");
-        assert_eq!(recording.frame_count(), 2 * CHUNK_FRAMES as u64, "cut at {cut}");
+        assert_eq!(
+            recording.frame_count(),
+            2 * CHUNK_FRAMES as u64,
+            "cut at {cut}"
+        );
         assert!(recording.tail().is_some_and(|t| t.contains("unfinished")));
         assert_eq!(recording.all_frames().expect("decodes").len(), 128);
         // The writer resumes it: the torn bytes are cut off and new chunks are reachable.
@@ -159,7 +176,9 @@ fn a_damaged_chunk_a_newer_version_and_a_stranger_file_each_say_so() {
     newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
     std::fs::write(&path, &newer).expect("writes");
     let err = Recording::open(dir.path()).expect_err("newer");
-    assert!(matches!(err, RecordingError::NewerVersion { found, .. } if found == FORMAT_VERSION + 1));
+    assert!(
+        matches!(err, RecordingError::NewerVersion { found, .. } if found == FORMAT_VERSION + 1)
+    );
     assert!(err.to_string().contains("update msbreg"), "{err}");
 
     // Cut inside the header.
@@ -238,12 +257,20 @@ fn simulate_records_its_display_set_and_runs_lists_it() {
     assert_eq!(run["frames"], 7);
     assert_eq!(run["first_step"], 0);
     assert_eq!(run["last_step"], 60);
-    assert!(run["knn_acc"].as_f64().is_some_and(|k| (0.0..=1.0).contains(&k)));
+    assert!(
+        run["knn_acc"]
+            .as_f64()
+            .is_some_and(|k| (0.0..=1.0).contains(&k))
+    );
     assert!(run["bytes"].as_u64().is_some_and(|b| b > 1000));
     assert!(run["parent"].is_null());
     let table = run_ok(msbreg().arg("runs").arg(&runs));
     assert!(table.contains("sim") && table.contains("msbreg"), "{table}");
-    let err = msbreg().arg("runs").arg(dir.path().join("nope")).output().expect("runs");
+    let err = msbreg()
+        .arg("runs")
+        .arg(dir.path().join("nope"))
+        .output()
+        .expect("runs");
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("no such folder"));
 }
@@ -295,7 +322,9 @@ fn a_resumed_run_records_on_without_repeating_steps() {
     }
     let folder = RunWriter::open_for_writing(&out).expect("opens");
     let (mut run, _) = folder.reopen(&device, Parts::All).expect("reopens");
-    folder.keep_metrics_through(run.steps_done()).expect("keeps");
+    folder
+        .keep_metrics_through(run.steps_done())
+        .expect("keeps");
     drive(&mut *run, &folder, DriveOptions::default(), |_| {}).expect("drives");
     let mut recording = Recording::open(&out).expect("opens");
     let steps: Vec<u64> = recording
@@ -322,7 +351,7 @@ fn a_run_killed_with_sigkill_keeps_its_complete_chunks() {
         .expect("starts");
     let start = Instant::now();
     let mut frames = 0;
-    while start.elapsed() < Duration::from_secs(120) {
+    while start.elapsed() < Duration::from_mins(2) {
         if let Ok(recording) = Recording::open(&out) {
             frames = recording.frame_count();
             if recording.chunks().len() >= 2 {
@@ -335,7 +364,9 @@ fn a_run_killed_with_sigkill_keeps_its_complete_chunks() {
     child.wait().expect("ends");
     assert!(frames > 0, "nothing was recorded in two minutes");
     let mut recording = Recording::open(&out).expect("a killed run's recording opens");
-    let replayed = recording.all_frames().expect("every complete chunk decodes");
+    let replayed = recording
+        .all_frames()
+        .expect("every complete chunk decodes");
     assert!(replayed.len() as u64 >= frames);
     let steps: Vec<u64> = replayed.iter().map(|f| f.frame.step).collect();
     assert!(steps.windows(2).all(|w| w[1] == w[0] + 1), "{steps:?}");
@@ -364,7 +395,7 @@ fn the_trainer_records_the_frames_it_showed_bit_for_bit() {
     let mut folder = None;
     let start = Instant::now();
     let mut paused = false;
-    while start.elapsed() < Duration::from_secs(120) {
+    while start.elapsed() < Duration::from_mins(2) {
         let Some(snapshot) = trainer.wait_snapshot(Duration::from_millis(200)) else {
             continue;
         };
@@ -402,9 +433,20 @@ fn the_trainer_records_the_frames_it_showed_bit_for_bit() {
     }
     let events = read_events(&folder).expect("reads");
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    assert!(kinds.contains(&"start") && kinds.contains(&"pause"), "{kinds:?}");
-    let forces = events.iter().find(|e| e.kind == "forces").expect("a forces event");
+    assert!(
+        kinds.contains(&"start") && kinds.contains(&"pause"),
+        "{kinds:?}"
+    );
+    let forces = events
+        .iter()
+        .find(|e| e.kind == "forces")
+        .expect("a forces event");
     assert!(forces.text.contains("Brownian off"), "{}", forces.text);
-    assert!(folder.join("metrics.jsonl").metadata().is_ok_and(|m| m.len() > 0));
+    assert!(
+        folder
+            .join("metrics.jsonl")
+            .metadata()
+            .is_ok_and(|m| m.len() > 0)
+    );
     assert!(folder.join("config.toml").is_file());
 }

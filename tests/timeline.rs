@@ -91,7 +91,12 @@ fn the_apps_run_is_kept_and_its_timeline_scrubs_and_returns_live() {
     });
     // The bar has just appeared: let the layout settle before clicking in it.
     harness.run_steps(3);
-    let folder = harness.state().timeline.dir().expect("following").to_owned();
+    let folder = harness
+        .state()
+        .timeline
+        .dir()
+        .expect("following")
+        .to_owned();
     assert!(folder.starts_with(&runs.dir), "{}", folder.display());
     assert!(harness.state().timeline.is_live());
     let (first, last) = harness.state().timeline.range().expect("a range");

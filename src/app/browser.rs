@@ -58,6 +58,7 @@ enum Action {
 }
 
 /// The "Runs" window.
+#[allow(clippy::too_many_lines)] // one table, its row of buttons, read top to bottom
 pub fn browser_ui(app: &mut MsbregApp, ctx: &egui::Context) {
     if !app.browser.open {
         return;
@@ -74,66 +75,75 @@ pub fn browser_ui(app: &mut MsbregApp, ctx: &egui::Context) {
         .default_size([760.0, 360.0])
         .show(ctx, |ui| {
             ui.label(format!("{}", dir.display()));
-            egui::ScrollArea::vertical().max_height(280.0).show(ui, |ui| {
-                egui::Grid::new("runs").striped(true).show(ui, |ui| {
-                    for head in ["", "run", "preset", "dataset", "steps", "kNN", "size", "parent", ""]
-                    {
-                        ui.label(egui::RichText::new(head).strong());
-                    }
-                    ui.end_row();
-                    for run in &app.browser.runs {
-                        let name = run.path.file_name().map_or_else(
-                            || run.path.display().to_string(),
-                            |n| n.to_string_lossy().into_owned(),
-                        );
-                        let mut ticked = app.browser.selected.contains(&run.path);
-                        if ui
-                            .checkbox(&mut ticked, "tick")
-                            .on_hover_text(format!("Compare {name}"))
-                            .changed()
-                        {
-                            if ticked {
-                                app.browser.selected.insert(run.path.clone());
-                            } else {
-                                app.browser.selected.remove(&run.path);
-                            }
+            egui::ScrollArea::vertical()
+                .max_height(280.0)
+                .show(ui, |ui| {
+                    egui::Grid::new("runs").striped(true).show(ui, |ui| {
+                        for head in [
+                            "", "run", "preset", "dataset", "steps", "kNN", "size", "parent", "",
+                        ] {
+                            ui.label(egui::RichText::new(head).strong());
                         }
-                        let here = current.as_ref() == Some(&run.path);
-                        ui.label(if here { format!("{name} (on screen)") } else { name });
-                        ui.label(&run.preset);
-                        ui.label(&run.dataset);
-                        ui.label(run.steps.to_string());
-                        ui.label(
-                            run.knn_acc
-                                .map_or_else(|| "-".to_owned(), |k| format!("{:.1}%", 100.0 * k)),
-                        );
-                        ui.label(format!("{:.1} MB", run.bytes as f64 / 1e6));
-                        ui.label(match (&run.parent, run.parent_step) {
-                            (Some(p), Some(s)) => format!(
-                                "{} @ {s}",
-                                p.file_name().map_or_else(
-                                    || p.display().to_string(),
-                                    |n| n.to_string_lossy().into_owned()
-                                )
-                            ),
-                            _ => "-".to_owned(),
-                        });
-                        ui.horizontal(|ui| {
-                            if ui.button("Open").clicked() {
-                                action = Some(Action::Open(run.path.clone()));
-                            }
-                            let pin = if run.pinned { "Unpin" } else { "Pin" };
-                            if ui.button(pin).clicked() {
-                                action = Some(Action::Pin(run.path.clone(), !run.pinned));
-                            }
-                            if ui.add_enabled(!here, egui::Button::new("Delete")).clicked() {
-                                action = Some(Action::Delete(run.path.clone()));
-                            }
-                        });
                         ui.end_row();
-                    }
+                        for run in &app.browser.runs {
+                            let name = run.path.file_name().map_or_else(
+                                || run.path.display().to_string(),
+                                |n| n.to_string_lossy().into_owned(),
+                            );
+                            let mut ticked = app.browser.selected.contains(&run.path);
+                            if ui
+                                .checkbox(&mut ticked, "tick")
+                                .on_hover_text(format!("Compare {name}"))
+                                .changed()
+                            {
+                                if ticked {
+                                    app.browser.selected.insert(run.path.clone());
+                                } else {
+                                    app.browser.selected.remove(&run.path);
+                                }
+                            }
+                            let here = current.as_ref() == Some(&run.path);
+                            ui.label(if here {
+                                format!("{name} (on screen)")
+                            } else {
+                                name
+                            });
+                            ui.label(&run.preset);
+                            ui.label(&run.dataset);
+                            ui.label(run.steps.to_string());
+                            ui.label(
+                                run.knn_acc.map_or_else(
+                                    || "-".to_owned(),
+                                    |k| format!("{:.1}%", 100.0 * k),
+                                ),
+                            );
+                            ui.label(format!("{:.1} MB", run.bytes as f64 / 1e6));
+                            ui.label(match (&run.parent, run.parent_step) {
+                                (Some(p), Some(s)) => format!(
+                                    "{} @ {s}",
+                                    p.file_name().map_or_else(
+                                        || p.display().to_string(),
+                                        |n| n.to_string_lossy().into_owned()
+                                    )
+                                ),
+                                _ => "-".to_owned(),
+                            });
+                            ui.horizontal(|ui| {
+                                if ui.button("Open").clicked() {
+                                    action = Some(Action::Open(run.path.clone()));
+                                }
+                                let pin = if run.pinned { "Unpin" } else { "Pin" };
+                                if ui.button(pin).clicked() {
+                                    action = Some(Action::Pin(run.path.clone(), !run.pinned));
+                                }
+                                if ui.add_enabled(!here, egui::Button::new("Delete")).clicked() {
+                                    action = Some(Action::Delete(run.path.clone()));
+                                }
+                            });
+                            ui.end_row();
+                        }
+                    });
                 });
-            });
             for problem in &app.browser.problems {
                 ui.label(egui::RichText::new(problem).weak());
             }

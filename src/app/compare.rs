@@ -23,6 +23,9 @@ use crate::session::Recording;
 /// The most runs compared at once.
 pub const MAX_COMPARED: usize = 4;
 
+/// Picks one series of a run's history.
+type Pick = fn(&super::History) -> &Series;
+
 /// One colour per compared run.
 const COLORS: [egui::Color32; MAX_COMPARED] = [
     egui::Color32::from_rgb(90, 170, 255),
@@ -37,15 +40,25 @@ pub struct ComparedRun {
     recording: Option<Recording>,
     pub name: String,
     pub color: egui::Color32,
+    /// Why its recording cannot be shown (none, a newer format, a damaged chunk).
+    pub problem: Option<String>,
 }
 
 impl ComparedRun {
     /// Its newest frame at or before `step` (its last frame when `step` is `None`).
     fn frame_at(&mut self, step: Option<u64>) -> Option<Arc<Frame>> {
         let recording = self.recording.as_mut()?;
-        let _ = recording.refresh();
+        if let Err(err) = recording.refresh() {
+            self.problem = Some(err.to_string());
+        }
         let step = step.or_else(|| recording.step_range().map(|r| r.1))?;
-        recording.frame_at(step).ok().flatten().map(|f| f.frame)
+        match recording.frame_at(step) {
+            Ok(frame) => frame.map(|f| f.frame),
+            Err(err) => {
+                self.problem = Some(err.to_string());
+                None
+            }
+        }
     }
 
     fn range(&self) -> Option<(u64, u64)> {
@@ -73,8 +86,13 @@ impl Compare {
         for (i, dir) in dirs.iter().enumerate() {
             let opened = Opened::open(dir, u64::MAX / 2 + i as u64)
                 .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+            let (recording, problem) = match Recording::open(dir) {
+                Ok(recording) => (Some(recording), None),
+                Err(err) => (None, Some(err.to_string())),
+            };
             runs.push(ComparedRun {
-                recording: Recording::open(dir).ok(),
+                recording,
+                problem,
                 name: run_name(dir),
                 color: COLORS[i],
                 opened,
@@ -121,10 +139,10 @@ pub fn compare_view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
     if let Some((first, last)) = compare.range() {
         ui.horizontal(|ui| {
             let mut at = compare.cursor.unwrap_or(last);
-            ui.spacing_mut().slider_width = (ui.available_width() - 160.0).max(100.0);
-            let slider = ui.add(
-                egui::Slider::new(&mut at, first..=last.max(first + 1)).text("compared step"),
-            );
+            // Room for the value box, the label and the button beside the rail.
+            ui.spacing_mut().slider_width = (ui.available_width() - 260.0).max(100.0);
+            let slider = ui
+                .add(egui::Slider::new(&mut at, first..=last.max(first + 1)).text("compared step"));
             if slider.changed() {
                 compare.cursor = Some(at);
             }
@@ -171,17 +189,19 @@ pub fn compare_view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
                 let (particles, _) = frame_geometry(frame, &run.opened.info.labels, &app.view);
                 paint_with_egui(ui, rect, &app.camera, &particles, style);
             }
-            let caption = match &frame {
-                Some(frame) => format!("{}  step {}", run.name, frame.step),
-                None => format!("{}  (nothing recorded)", run.name),
+            let caption = match (&frame, &run.problem) {
+                (Some(frame), _) => format!("{}  step {}", run.name, frame.step),
+                (None, Some(problem)) => format!("{}: {problem}", run.name),
+                (None, None) => format!("{}  (nothing recorded yet)", run.name),
             };
-            ui.painter().text(
-                rect.left_top() + egui::vec2(8.0, 6.0),
-                egui::Align2::LEFT_TOP,
+            let galley = ui.painter().layout(
                 caption,
                 egui::FontId::proportional(14.0),
                 run.color,
+                rect.width() - 16.0,
             );
+            ui.painter()
+                .galley(rect.left_top() + egui::vec2(8.0, 6.0), galley, run.color);
         }
     });
     if close {
@@ -192,28 +212,38 @@ pub fn compare_view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
 /// The right panel while comparing: curves overlaid per run, and the last values.
 pub fn compare_plots_ui(compare: &Compare, ui: &mut egui::Ui) {
     ui.label(egui::RichText::new("Last values").strong());
-    egui::Grid::new("compare table").striped(true).show(ui, |ui| {
-        for head in ["run", "step", "kNN", "rank / D", "collapse", "uniformity", "alignment"] {
-            ui.label(egui::RichText::new(head).strong());
-        }
-        ui.end_row();
-        for run in &compare.runs {
-            let h = &run.opened.history;
-            ui.colored_label(run.color, &run.name);
-            let step = h.loss.points().last().map_or(0.0, |p| p.x);
-            ui.label(format!("{step:.0}"));
-            for series in [
-                &h.knn_acc,
-                &h.effective_rank_per_dim,
-                &h.collapse_level,
-                &h.uniformity,
-                &h.alignment,
+    egui::Grid::new("compare table")
+        .striped(true)
+        .show(ui, |ui| {
+            for head in [
+                "run",
+                "step",
+                "kNN",
+                "rank / D",
+                "collapse",
+                "uniformity",
+                "alignment",
             ] {
-                ui.label(last(series));
+                ui.label(egui::RichText::new(head).strong());
             }
             ui.end_row();
-        }
-    });
+            for run in &compare.runs {
+                let h = &run.opened.history;
+                ui.colored_label(run.color, &run.name);
+                let step = h.loss.points().last().map_or(0.0, |p| p.x);
+                ui.label(format!("{step:.0}"));
+                for series in [
+                    &h.knn_acc,
+                    &h.effective_rank_per_dim,
+                    &h.collapse_level,
+                    &h.uniformity,
+                    &h.alignment,
+                ] {
+                    ui.label(last(series));
+                }
+                ui.end_row();
+            }
+        });
     ui.label(
         egui::RichText::new(
             "Linear probe: `msbreg eval --run DIR` on a run with checkpoints (not measured here)",
@@ -221,7 +251,7 @@ pub fn compare_plots_ui(compare: &Compare, ui: &mut egui::Ui) {
         .weak(),
     );
     let cursor = compare.cursor;
-    let charts: [(&str, fn(&super::History) -> &Series); 6] = [
+    let charts: [(&str, Pick); 6] = [
         ("loss", |h| &h.loss),
         ("effective rank / D", |h| &h.effective_rank_per_dim),
         ("collapse level", |h| &h.collapse_level),

@@ -28,9 +28,9 @@ use crate::projection::Frame;
 use crate::trainer::{Command, RunInfo, RunsDir, Snapshot, Trainer};
 
 pub use crate::config::{DataChoice, ModelChoice, WorkloadSettings};
-pub use history::{History, POINTS_PER_SERIES, Series};
 pub use browser::Browser;
 pub use compare::{Compare, MAX_COMPARED};
+pub use history::{History, POINTS_PER_SERIES, Series};
 pub use opened::Opened;
 pub use timeline::{SPEEDS, Timeline};
 pub use view::{ViewMode, ViewSettings, class_color};
@@ -343,12 +343,11 @@ impl MsbregApp {
             }
             self.latest = Some(snapshot);
         }
-        match &mut self.opened {
-            Some(opened) => opened.poll(),
-            None => {
-                let folder = self.latest.as_ref().and_then(|s| s.folder.clone());
-                self.timeline.follow(folder.as_deref());
-            }
+        if let Some(opened) = &mut self.opened {
+            opened.poll();
+        } else {
+            let folder = self.latest.as_ref().and_then(|s| s.folder.clone());
+            self.timeline.follow(folder.as_deref());
         }
     }
 

@@ -98,16 +98,14 @@ impl Opened {
 
 /// The records of `metrics.jsonl` up to the first line that does not parse.
 fn read_metrics_prefix(path: &Path) -> std::io::Result<Vec<MetricsRecord>> {
-    match read_metrics(path) {
-        Ok(records) => Ok(records),
-        Err(_) => {
-            let text = std::fs::read_to_string(path)?;
-            Ok(text
-                .lines()
-                .map_while(|line| serde_json::from_str(line).ok())
-                .collect())
-        }
+    if let Ok(records) = read_metrics(path) {
+        return Ok(records);
     }
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .map_while(|line| serde_json::from_str(line).ok())
+        .collect())
 }
 
 /// A metrics line as the plots take it.
@@ -126,12 +124,15 @@ pub fn point(record: &MetricsRecord) -> MetricsPoint {
         }),
         _ => None,
     };
-    let diagnostics = record.effective_rank.is_finite().then_some(DisplayDiagnostics {
-        effective_rank: record.effective_rank,
-        collapse_level: record.collapse_level,
-        uniformity: record.uniformity,
-        alignment: record.alignment,
-    });
+    let diagnostics = record
+        .effective_rank
+        .is_finite()
+        .then_some(DisplayDiagnostics {
+            effective_rank: record.effective_rank,
+            collapse_level: record.collapse_level,
+            uniformity: record.uniformity,
+            alignment: record.alignment,
+        });
     MetricsPoint {
         step: record.step,
         losses,

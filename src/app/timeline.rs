@@ -89,7 +89,11 @@ impl Timeline {
     /// Looks at the recording and the events again (at most every half second unless
     /// `force`d): the writer may have appended.
     pub fn poll(&mut self, force: bool) {
-        if !force && self.last_poll.is_some_and(|at| at.elapsed() < POLL_INTERVAL) {
+        if !force
+            && self
+                .last_poll
+                .is_some_and(|at| at.elapsed() < POLL_INTERVAL)
+        {
             return;
         }
         self.last_poll = Some(Instant::now());
@@ -286,8 +290,16 @@ pub fn timeline_ui(timeline: &mut Timeline, live_step: Option<u64>, ui: &mut egu
         {
             timeline.step_frame(false);
         }
-        let play = if timeline.is_playing() { "Stop" } else { "Play" };
-        if ui.button(play).on_hover_text("Play the recording back").clicked() {
+        let play = if timeline.is_playing() {
+            "Stop"
+        } else {
+            "Play"
+        };
+        if ui
+            .button(play)
+            .on_hover_text("Play the recording back")
+            .clicked()
+        {
             timeline.toggle_play();
         }
         if ui
@@ -309,18 +321,27 @@ pub fn timeline_ui(timeline: &mut Timeline, live_step: Option<u64>, ui: &mut egu
         if timeline.speed != speed_before {
             timeline.restart_clock();
         }
-        let live_label = if timeline.is_live() { "Live (at head)" } else { "Live" };
+        let live_label = if timeline.is_live() {
+            "Live (at head)"
+        } else {
+            "Live"
+        };
         let live = ui
             .add_enabled(!timeline.is_live(), egui::Button::new(live_label))
             .on_hover_text("Back to the newest step");
         if live.clicked() {
             timeline.go_live();
         }
-        let at = timeline.cursor().unwrap_or(last);
-        ui.label(format!(
-            "step {at} of {}",
-            live_step.map_or(last, |s| s.max(last))
-        ));
+        match (timeline.cursor(), live_step) {
+            (Some(at), _) => ui.label(format!(
+                "replaying step {at} of {}",
+                live_step.map_or(last, |s| s.max(last))
+            )),
+            (None, Some(live)) if live > last => {
+                ui.label(format!("live at step {live} (recorded to step {last})"))
+            }
+            (None, _) => ui.label(format!("step {last}")),
+        };
     });
     scrub_ui(timeline, first, last, ui);
 }
@@ -329,7 +350,8 @@ pub fn timeline_ui(timeline: &mut Timeline, live_step: Option<u64>, ui: &mut egu
 fn scrub_ui(timeline: &mut Timeline, first: u64, last: u64, ui: &mut egui::Ui) {
     let mut at = timeline.cursor().unwrap_or(last);
     let width = ui.available_width();
-    ui.spacing_mut().slider_width = (width - 80.0).max(100.0);
+    // Room for the value box and the label beside the rail.
+    ui.spacing_mut().slider_width = (width - 140.0).max(100.0);
     let response = ui.add(
         egui::Slider::new(&mut at, first..=last.max(first + 1))
             .text("step")

@@ -287,7 +287,8 @@ pub fn view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
 /// recorded one at Live), with the forces and learning rate the controls show now, continues
 /// as a new run; the fork is shown on its timeline.
 fn branch_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
-    let (Some(dir), Some((_, last))) = (app.timeline.dir().map(Path::to_owned), app.timeline.range())
+    let (Some(dir), Some((_, last))) =
+        (app.timeline.dir().map(Path::to_owned), app.timeline.range())
     else {
         return;
     };
@@ -297,12 +298,10 @@ fn branch_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
             ui.label(egui::RichText::new(fork).italics());
             ui.separator();
         }
-        let branch = ui
-            .button("Branch")
-            .on_hover_text(format!(
-                "Continue from step {step} with the forces set now, as a new run (this one is \
+        let branch = ui.button("Branch").on_hover_text(format!(
+            "Continue from step {step} with the forces set now, as a new run (this one is \
                  kept)"
-            ));
+        ));
         if branch.clicked() {
             app.send(Command::Branch(Box::new(BranchRequest {
                 parent: dir.clone(),

@@ -75,7 +75,13 @@ fn bench_one(
             let (frame, _) = project_frame(&mut projector, run.steps_done(), &rows, d);
             display_secs += t.elapsed().as_secs_f64();
             let settings = run.settings();
-            recorder.push(&frame, &rows, d, settings.dynamics(), settings.learning_rate())?;
+            recorder.push(
+                &frame,
+                &rows,
+                d,
+                settings.dynamics(),
+                settings.learning_rate(),
+            )?;
         }
     }
     recorder.flush()?;
@@ -126,7 +132,10 @@ pub fn run_record_bench(backend: &Backend, seconds: f64) -> anyhow::Result<()> {
     let mut sandbox = WorkloadSettings::sandbox(SandboxKind::Gaussians);
     sandbox.seed = 0;
     let cases = [
-        ("app default (shapes, CNN)", WorkloadSettings::default().workload()),
+        (
+            "app default (shapes, CNN)",
+            WorkloadSettings::default().workload(),
+        ),
         ("sandbox (Gaussians, MLP)", sandbox.workload()),
     ];
     println!(

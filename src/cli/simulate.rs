@@ -107,7 +107,8 @@ pub fn simulate_command(choice: BackendChoice, args: &SimulateArgs) -> anyhow::R
             last.knn_acc
         );
     }
-    if let Some(line) = super::recording_line(out, outcome.frames_recorded, outcome.recording_bytes) {
+    if let Some(line) = super::recording_line(out, outcome.frames_recorded, outcome.recording_bytes)
+    {
         println!("{line}");
     }
     println!("wrote {}", out.display());

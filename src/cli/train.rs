@@ -298,9 +298,11 @@ pub fn train_command(
             m.step, m.knn_acc, m.effective_rank, m.collapse_level, m.uniformity, m.alignment
         );
     }
-    if let Some(line) =
-        super::recording_line(folder.path(), outcome.frames_recorded, outcome.recording_bytes)
-    {
+    if let Some(line) = super::recording_line(
+        folder.path(),
+        outcome.frames_recorded,
+        outcome.recording_bytes,
+    ) {
         println!("{line}");
     }
     println!(

@@ -6,8 +6,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConfigError, MAX_STEPS, Preset, RecordSettings, check, merge_tables, to_toml, validate_dynamics, validate_knn,
-    validate_optimizer,
+    ConfigError, MAX_STEPS, Preset, RecordSettings, check, merge_tables, to_toml,
+    validate_dynamics, validate_knn, validate_optimizer,
 };
 use crate::data::augment::AugmentConfig;
 use crate::data::source::DataSource;

@@ -105,18 +105,26 @@ macro_rules! run_settings {
     };
 }
 
-run_settings!(SimConfig, |config| format!(
-    "sandbox {:?}, MLP, N {}, M {}, D {}",
-    config.data.kind, config.batch_size, config.views.count, config.model.embed_dim
-), |config| format!("sandbox {}", config.data.kind.name()));
-run_settings!(TrainConfig, |config| format!(
-    "{}, {:?}, N {}, M {}, D {}",
-    config.data.describe(),
-    config.model.encoder,
-    config.batch_size,
-    config.views,
-    config.model.embed_dim
-), |config| config.data.describe());
+run_settings!(
+    SimConfig,
+    |config| format!(
+        "sandbox {:?}, MLP, N {}, M {}, D {}",
+        config.data.kind, config.batch_size, config.views.count, config.model.embed_dim
+    ),
+    |config| format!("sandbox {}", config.data.kind.name())
+);
+run_settings!(
+    TrainConfig,
+    |config| format!(
+        "{}, {:?}, N {}, M {}, D {}",
+        config.data.describe(),
+        config.model.encoder,
+        config.batch_size,
+        config.views,
+        config.model.embed_dim
+    ),
+    |config| config.data.describe()
+);
 
 /// The datasets the app offers, the built-in ones first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

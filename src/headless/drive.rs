@@ -51,8 +51,13 @@ impl FrameRecorder {
         let d = run.settings().embed_dim();
         let (frame, _) = project_frame(&mut self.projector, run.steps_done(), &rows, d);
         let settings = run.settings();
-        self.recorder
-            .push(&frame, &rows, d, settings.dynamics(), settings.learning_rate())?;
+        self.recorder.push(
+            &frame,
+            &rows,
+            d,
+            settings.dynamics(),
+            settings.learning_rate(),
+        )?;
         Ok(())
     }
 }

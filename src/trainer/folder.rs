@@ -46,7 +46,16 @@ pub(crate) struct AppFolder {
     events: EventsWriter,
     metrics: MetricsWriter,
     started: Instant,
+    /// The checkpoints on disk: their folder and when they were written.
+    checkpoints: Vec<(PathBuf, Instant)>,
 }
+
+/// Checkpoints younger than this are all kept (one per `CHECKPOINT_INTERVAL` of training:
+/// a branch in the last minutes replays at most a couple of seconds)...
+const DENSE_FOR: std::time::Duration = std::time::Duration::from_mins(5);
+/// ...older ones are thinned to one per this long (a branch further back replays at most
+/// this much training time), so that an hour costs about 300 checkpoints, not 1,800.
+const SPARSE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl AppFolder {
     /// A new folder `app-NNN-<preset>` in `runs` for `run`; returns it and the messages of
@@ -72,6 +81,7 @@ impl AppFolder {
                 events,
                 metrics,
                 started: Instant::now(),
+                checkpoints: Vec::new(),
             },
             notes,
         ))
@@ -86,12 +96,7 @@ impl AppFolder {
     }
 
     /// Appends an event at `step`, with the settings of `run` in force from then on.
-    pub fn event(
-        &mut self,
-        run: &dyn Run,
-        kind: &str,
-        text: String,
-    ) -> Result<(), SessionError> {
+    pub fn event(&mut self, run: &dyn Run, kind: &str, text: String) -> Result<(), SessionError> {
         let event = Event {
             step: run.steps_done(),
             millis: self.millis(),
@@ -120,9 +125,29 @@ impl AppFolder {
         )
     }
 
-    /// A checkpoint of `run` at its step (all are kept: branches replay from the nearest).
+    /// A checkpoint of `run` at its step (branches replay from the nearest); older ones are
+    /// thinned (see `DENSE_FOR`).
     pub fn checkpoint(&mut self, run: &dyn Run) -> Result<(), SessionError> {
-        self.writer.write_checkpoint(run, usize::MAX).map(|_| ())
+        let dir = self.writer.write_checkpoint(run, usize::MAX)?;
+        self.checkpoints.push((dir, Instant::now()));
+        self.thin_checkpoints();
+        Ok(())
+    }
+
+    /// Removes old checkpoints closer than `SPARSE_EVERY` to the one kept before them.
+    fn thin_checkpoints(&mut self) {
+        let mut kept: Vec<(PathBuf, Instant)> = Vec::with_capacity(self.checkpoints.len());
+        for (dir, at) in std::mem::take(&mut self.checkpoints) {
+            let old = at.elapsed() > DENSE_FOR;
+            let crowded = kept
+                .last()
+                .is_some_and(|(_, previous)| at.duration_since(*previous) < SPARSE_EVERY);
+            if old && crowded && std::fs::remove_dir_all(&dir).is_ok() {
+                continue;
+            }
+            kept.push((dir, at));
+        }
+        self.checkpoints = kept;
     }
 
     pub fn log(&mut self, record: &MetricsRecord) -> Result<(), SessionError> {
@@ -149,7 +174,13 @@ fn claim_dir(runs: &Path, preset: &str) -> Result<PathBuf, SessionError> {
         .unwrap_or(0);
     let preset: String = preset
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     for n in highest + 1..highest + 1000 {
         let path = runs.join(format!("app-{n:03}-{preset}"));

@@ -32,10 +32,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
 
+pub use folder::{APP_EMBEDDINGS_EVERY, RunsDir};
 pub use messages::{
     BranchRequest, Command, DisplayDiagnostics, Frame, MetricsPoint, Preview, RunInfo, Snapshot,
 };
-pub use folder::{APP_EMBEDDINGS_EVERY, RunsDir};
 pub use slots::{Bell, Slot};
 
 use crate::backend::Backend;

@@ -41,6 +41,7 @@ pub(crate) fn guarded(body: impl FnOnce()) -> Result<(), String> {
 
 /// The thread's body: serves until the UI disconnects or stops it. A panic is caught and
 /// reported through [`super::Trainer::failure`] rather than lost.
+#[allow(clippy::too_many_arguments)] // what the spawned thread is handed, once
 pub(crate) fn serve_guarded(
     backend: Backend,
     mailbox: Mailbox,
@@ -175,14 +176,15 @@ impl<'a> TrainerState<'a> {
         } else {
             ("start", format!("started: {}", run.settings().describe()))
         };
-        let opened = AppFolder::create(runs, &**run, &self.origin).and_then(|(mut folder, notes)| {
-            if let (Some(frame), Some(rows)) = (&self.frame, &self.last_rows) {
-                folder.record(frame, rows, &**run)?;
-            }
-            folder.event(&**run, kind, text)?;
-            folder.checkpoint(&**run)?;
-            Ok((folder, notes))
-        });
+        let opened =
+            AppFolder::create(runs, &**run, &self.origin).and_then(|(mut folder, notes)| {
+                if let (Some(frame), Some(rows)) = (&self.frame, &self.last_rows) {
+                    folder.record(frame, rows, &**run)?;
+                }
+                folder.event(&**run, kind, text)?;
+                folder.checkpoint(&**run)?;
+                Ok((folder, notes))
+            });
         match opened {
             Ok((folder, notes)) => {
                 self.notes.extend(notes);
@@ -236,18 +238,21 @@ impl<'a> TrainerState<'a> {
     /// Branches (see [`super::BranchRequest`]): the parent's run replayed to the step, the
     /// new settings applied, kept in a new folder once it steps. On failure the run on screen
     /// stays, with the reason.
-    fn branch(&mut self, request: super::BranchRequest) {
+    fn branch(&mut self, request: &super::BranchRequest) {
         // The parent may be the run on screen: what it has pending goes to disk first.
         self.close_folder();
-        let checked = validate_dynamics(&request.dynamics).map_err(|e| e.to_string()).and_then(
-            |()| {
+        let checked = validate_dynamics(&request.dynamics)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
                 if request.learning_rate.is_finite() && request.learning_rate > 0.0 {
                     Ok(())
                 } else {
-                    Err(format!("learning rate {} is not positive", request.learning_rate))
+                    Err(format!(
+                        "learning rate {} is not positive",
+                        request.learning_rate
+                    ))
                 }
-            },
-        );
+            });
         let replayed = checked.and_then(|()| {
             session::replay_to(&request.parent, request.step, &self.backend.device)
                 .map_err(|e| e.to_string())
@@ -364,7 +369,7 @@ impl<'a> TrainerState<'a> {
             let workload = match request {
                 RunRequest::Branch(request) => {
                     self.settings_seq = self.settings_seq.max(seq);
-                    self.branch(*request);
+                    self.branch(&request);
                     return;
                 }
                 RunRequest::Workload(workload) => *workload,

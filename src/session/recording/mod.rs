@@ -209,7 +209,7 @@ pub(super) fn zigzag(x: i16) -> u16 {
 }
 
 pub(super) fn unzigzag(u: u16) -> i16 {
-    ((u >> 1) as i16) ^ -((u & 1) as i16)
+    (u >> 1).cast_signed() ^ -(u & 1).cast_signed()
 }
 
 /// The tethered views of a frame's grid (`[points 3n][view a 3n][view b 3n]`) as offsets
@@ -219,7 +219,11 @@ fn views_relative(frame: &mut [i16], undo: bool) {
     let (points, views) = frame.split_at_mut(n3);
     for (i, v) in views.iter_mut().enumerate() {
         let p = points[i % n3];
-        *v = if undo { v.wrapping_add(p) } else { v.wrapping_sub(p) };
+        *v = if undo {
+            v.wrapping_add(p)
+        } else {
+            v.wrapping_sub(p)
+        };
     }
 }
 

@@ -121,7 +121,8 @@ impl Recording {
                 ));
                 break;
             }
-            let u32_at = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+            let u32_at =
+                |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
             let u64_at = |i: usize| {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(&head[i..i + 8]);
@@ -187,7 +188,10 @@ impl Recording {
 
     /// The step of the first and of the last recorded frame (or embeddings).
     pub fn step_range(&self) -> Option<(u64, u64)> {
-        Some((self.chunks.first()?.first_step, self.chunks.last()?.last_step))
+        Some((
+            self.chunks.first()?.first_step,
+            self.chunks.last()?.last_step,
+        ))
     }
 
     /// Chunk `index`, decoded (the last one decoded is kept).
@@ -223,10 +227,16 @@ impl Recording {
         if crc32fast::hash(&compressed) != entry.crc {
             return Err(bad("its checksum does not match".to_owned()));
         }
-        let raw = zstd::stream::decode_all(compressed.as_slice()).map_err(|e| bad(e.to_string()))?;
+        let raw =
+            zstd::stream::decode_all(compressed.as_slice()).map_err(|e| bad(e.to_string()))?;
         let body: ChunkBody = postcard::from_bytes(&raw).map_err(|e| bad(e.to_string()))?;
-        let grids = decode_coords(&body.coords, body.values as usize, body.metas.len(), body.linear)
-            .ok_or_else(|| bad("its coordinates do not add up".to_owned()))?;
+        let grids = decode_coords(
+            &body.coords,
+            body.values as usize,
+            body.metas.len(),
+            body.linear,
+        )
+        .ok_or_else(|| bad("its coordinates do not add up".to_owned()))?;
         let frames = body
             .metas
             .iter()
@@ -275,7 +285,9 @@ impl Recording {
 
     /// The newest frame at or before `step` (the first frame when `step` is before it).
     pub fn frame_at(&mut self, step: u64) -> Result<Option<RecordedFrame>, RecordingError> {
-        let Some(index) = self.chunk_for(step).or_else(|| (!self.chunks.is_empty()).then_some(0))
+        let Some(index) = self
+            .chunk_for(step)
+            .or_else(|| (!self.chunks.is_empty()).then_some(0))
         else {
             return Ok(None);
         };
@@ -289,15 +301,32 @@ impl Recording {
     }
 
     /// The step of the frame after (`forward`) or before the one at `step`, if any.
-    pub fn neighbour_step(&mut self, step: u64, forward: bool) -> Result<Option<u64>, RecordingError> {
+    pub fn neighbour_step(
+        &mut self,
+        step: u64,
+        forward: bool,
+    ) -> Result<Option<u64>, RecordingError> {
         let Some(index) = self.chunk_for(step) else {
-            return Ok(if forward { self.chunks.first().map(|c| c.first_step) } else { None });
+            return Ok(if forward {
+                self.chunks.first().map(|c| c.first_step)
+            } else {
+                None
+            });
         };
         let chunk = self.chunk(index)?;
         let found = if forward {
-            chunk.frames.iter().map(|f| f.frame.step).find(|&s| s > step)
+            chunk
+                .frames
+                .iter()
+                .map(|f| f.frame.step)
+                .find(|&s| s > step)
         } else {
-            chunk.frames.iter().rev().map(|f| f.frame.step).find(|&s| s < step)
+            chunk
+                .frames
+                .iter()
+                .rev()
+                .map(|f| f.frame.step)
+                .find(|&s| s < step)
         };
         if found.is_some() {
             return Ok(found);
@@ -344,4 +373,3 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     }
     Ok(got)
 }
-

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use super::{
     CHUNK_FRAMES, CHUNK_HEADER_LEN, CHUNK_MAGIC, CHUNK_SECS, ChunkBody, FORMAT_VERSION, FrameMeta,
-    MAGIC, Recording, RecordingError, RecordingHeader, StoredEmbeddings, zstd_level,
-    encode_coords, now_unix_ms, shuffle_f16,
+    MAGIC, Recording, RecordingError, RecordingHeader, StoredEmbeddings, encode_coords,
+    now_unix_ms, shuffle_f16, zstd_level,
 };
 use crate::method::Dynamics;
 use crate::projection::Frame;
@@ -80,12 +80,12 @@ impl RecordingWriter {
             .iter()
             .take_while(|c| c.last_step <= step)
             .count();
-        let straddling = if keep < recording.chunks.len() && recording.chunks[keep].first_step <= step
-        {
-            Some(recording.chunk(keep)?)
-        } else {
-            None
-        };
+        let straddling =
+            if keep < recording.chunks.len() && recording.chunks[keep].first_step <= step {
+                Some(recording.chunk(keep)?)
+            } else {
+                None
+            };
         let end = recording
             .chunks
             .get(keep)
@@ -259,7 +259,8 @@ impl RecordingWriter {
             reason,
             kept_through: kept_through.unwrap_or(0),
         };
-        let raw = postcard::to_allocvec(body).map_err(|e| fail(e.to_string(), self.last_step_written))?;
+        let raw =
+            postcard::to_allocvec(body).map_err(|e| fail(e.to_string(), self.last_step_written))?;
         let compressed = zstd::bulk::compress(&raw, zstd_level())
             .map_err(|e| fail(e.to_string(), self.last_step_written))?;
         let mut bytes = Vec::with_capacity(CHUNK_HEADER_LEN + compressed.len());
@@ -293,7 +294,6 @@ impl Drop for RecordingWriter {
         let _ = self.flush();
     }
 }
-
 
 /// What a driver (the app's trainer thread, a headless run) pushes its frames through: the
 /// writer, plus the time since the run started and when the embeddings are due.
