@@ -80,7 +80,7 @@ fn write_synthetic(path: &Path) -> Vec<Frame> {
             .expect("pushes");
         if i == 10 {
             let rows = vec![0.5f32; n * 4];
-            writer.push_embeddings(frame.step, 4, [&rows, &rows, &rows]);
+            writer.push_embeddings(frame.step, 4, &rows);
         }
     }
     writer.flush().expect("flushes");
@@ -120,7 +120,7 @@ fn frames_come_back_bit_for_bit_and_seek_by_step() {
     let embeddings = recording.all_embeddings().expect("decodes");
     assert_eq!(embeddings.len(), 1);
     assert_eq!(embeddings[0].step, 30);
-    assert_eq!(embeddings[0].rows[2], vec![0.5f32; 200]);
+    assert_eq!(embeddings[0].rows, vec![0.5f32; 200]);
 }
 
 #[test]
@@ -228,7 +228,7 @@ fn simulate_records_its_display_set_and_runs_lists_it() {
     let embeddings = recording.all_embeddings().expect("decodes");
     assert_eq!(embeddings.len(), 1, "with the first of every 20 frames");
     let n = recording.header().points as usize;
-    assert_eq!(embeddings[0].rows[0].len(), n * embeddings[0].dim);
+    assert_eq!(embeddings[0].rows.len(), n * embeddings[0].dim);
 
     let json = run_ok(msbreg().arg("runs").arg(&runs).arg("--json"));
     let lines: Vec<serde_json::Value> = json

@@ -378,7 +378,12 @@ impl MsbregApp {
             )
         });
         if left || right {
-            self.timeline.step_frame(right);
+            let live_step = if self.opened.is_some() {
+                None
+            } else {
+                self.latest.as_ref().map(|s| s.step)
+            };
+            self.timeline.step_frame(right, live_step);
         }
         if space {
             let running = self.latest.as_ref().is_some_and(|s| s.running);

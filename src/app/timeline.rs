@@ -187,8 +187,9 @@ impl Timeline {
         self.play_from = None;
     }
 
-    /// One frame later (`forward`) or earlier; from Live, back to the last recorded frame.
-    pub fn step_frame(&mut self, forward: bool) {
+    /// One frame later (`forward`) or earlier. From Live (the newest step `live_step`, or the
+    /// last recorded frame when `None`), back to the frame before the one on screen.
+    pub fn step_frame(&mut self, forward: bool, live_step: Option<u64>) {
         self.playing = false;
         let Some((_, last)) = self.range() else {
             return;
@@ -196,6 +197,10 @@ impl Timeline {
         let Some(at) = self.cursor else {
             if !forward {
                 self.seek(last);
+                if live_step.is_none_or(|live| live <= last) {
+                    // The last recorded frame is the one on screen: one before it.
+                    self.step_frame(false, None);
+                }
             }
             return;
         };
@@ -288,7 +293,7 @@ pub fn timeline_ui(timeline: &mut Timeline, live_step: Option<u64>, ui: &mut egu
             .on_hover_text("One frame back (Left arrow)")
             .clicked()
         {
-            timeline.step_frame(false);
+            timeline.step_frame(false, live_step);
         }
         let play = if timeline.is_playing() {
             "Stop"
@@ -307,7 +312,7 @@ pub fn timeline_ui(timeline: &mut Timeline, live_step: Option<u64>, ui: &mut egu
             .on_hover_text("One frame on (Right arrow)")
             .clicked()
         {
-            timeline.step_frame(true);
+            timeline.step_frame(true, live_step);
         }
         let speed_before = timeline.speed;
         egui::ComboBox::from_label("speed")

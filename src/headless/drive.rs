@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::HeadlessError;
 use crate::method::StepReport;
-use crate::projection::{Projector, project_frame};
+use crate::projection::{Coarsener, Projector, project_frame};
 use crate::session::{
     MetricsRecord, RECORDING_FILE, Recorder, Run, RunWriter, SessionError, list_checkpoints,
     nan_diagnostics,
@@ -20,6 +20,7 @@ use crate::session::{
 struct FrameRecorder {
     recorder: Recorder,
     projector: Projector,
+    coarsener: Coarsener,
 }
 
 impl FrameRecorder {
@@ -43,6 +44,7 @@ impl FrameRecorder {
         Ok(Some(Self {
             recorder,
             projector: Projector::default(),
+            coarsener: Coarsener::default(),
         }))
     }
 
@@ -50,6 +52,7 @@ impl FrameRecorder {
         let rows = run.display_embeddings()?;
         let d = run.settings().embed_dim();
         let (frame, _) = project_frame(&mut self.projector, run.steps_done(), &rows, d);
+        let frame = self.coarsener.apply(&frame);
         let settings = run.settings();
         self.recorder.push(
             &frame,

@@ -27,6 +27,8 @@ pub fn dequantize(q: i16) -> f32 {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Frame {
     pub step: u64,
+    /// Every grid index is a multiple of this (1: full precision; see [`Coarsener`]).
+    pub grid_step: u16,
     /// One per displayed point: the projected unit embedding (inside the unit ball).
     pub points: Vec<[f32; 3]>,
     /// The same on the unit sphere (normalised top-3 PCA).
@@ -53,6 +55,7 @@ impl Frame {
     fn from_grid(step: u64, points: Vec<[f32; 3]>, views: Vec<[[f32; 3]; 2]>) -> Self {
         Self {
             step,
+            grid_step: 1,
             sphere: points.iter().copied().map(on_sphere).collect(),
             views_sphere: views
                 .iter()
@@ -87,6 +90,68 @@ impl Frame {
             .map(|(a, b)| [triple(a), triple(b)])
             .collect();
         Some(Self::from_grid(step, points, views))
+    }
+}
+
+/// The largest grid step [`Coarsener`] takes (64 / 4095: 1.6 % of the ball's radius).
+pub const MAX_GRID_STEP: u16 = 64;
+
+/// Precision that follows the motion. While the points move `m` grid steps from one frame to
+/// the next (the median), a frame is snapped to a coarser grid of step `s` (a power of two,
+/// at most `m / 4`, at most [`MAX_GRID_STEP`]): an error under a quarter of the motion in a
+/// frame, which nobody sees at a few frames a second, while a still or slow cloud keeps full
+/// precision. The app shows the snapped frame, so a replay of the recording is bit for bit;
+/// the recording stores `q / s`, about `log2 s` bits less per coordinate.
+#[derive(Debug, Default)]
+pub struct Coarsener {
+    previous: Option<Vec<i16>>,
+}
+
+impl Coarsener {
+    /// Forget the previous frame (a new run).
+    pub fn reset(&mut self) {
+        self.previous = None;
+    }
+
+    /// `frame` snapped to the grid step its motion allows.
+    pub fn apply(&mut self, frame: &Frame) -> Frame {
+        let grid = frame.grid();
+        let n3 = grid.len() / 3;
+        let motion = match &self.previous {
+            Some(previous) if previous.len() == grid.len() && n3 > 0 => {
+                let mut moved: Vec<i32> = grid[..n3]
+                    .iter()
+                    .zip(&previous[..n3])
+                    .map(|(&a, &b)| (i32::from(a) - i32::from(b)).abs())
+                    .collect();
+                let middle = moved.len() / 2;
+                *moved.select_nth_unstable(middle).1
+            }
+            _ => 0,
+        };
+        let mut step = 1u16;
+        while step < MAX_GRID_STEP && i32::from(step) * 2 * 4 <= motion {
+            step *= 2;
+        }
+        let frame = frame.coarsened(step);
+        self.previous = Some(frame.grid());
+        frame
+    }
+}
+
+impl Frame {
+    /// The frame with every grid index truncated toward zero to a multiple of `step` (so no
+    /// coordinate leaves `[-1, 1]`).
+    #[must_use]
+    pub fn coarsened(&self, step: u16) -> Self {
+        if step <= 1 {
+            return self.clone();
+        }
+        let s = step.cast_signed();
+        let snapped: Vec<i16> = self.grid().iter().map(|&q| (q / s) * s).collect();
+        let mut frame = Self::from_grid_indices(self.step, &snapped).unwrap_or_default();
+        frame.grid_step = step;
+        frame
     }
 }
 
@@ -129,6 +194,24 @@ mod tests {
         };
         assert_eq!(bits(&frame), bits(&again));
         assert!(Frame::from_grid_indices(0, &[1, 2, 3]).is_none());
+        // Coarser grids follow the motion and keep the ball.
+        let mut coarsener = Coarsener::default();
+        let still = coarsener.apply(&frame);
+        assert_eq!(
+            still.grid_step, 1,
+            "nothing to compare with: full precision"
+        );
+        let again = coarsener.apply(&frame);
+        assert_eq!(again.grid_step, 1, "a still cloud keeps full precision");
+        let moved: Vec<[f32; 3]> = points.iter().map(|p| p.map(|x| x * 0.5)).collect();
+        let fast = coarsener.apply(&Frame::new(8, &moved, &a, &b));
+        assert!(fast.grid_step > 1, "{}", fast.grid_step);
+        assert!(
+            fast.grid()
+                .iter()
+                .all(|&q| q % fast.grid_step.cast_signed() == 0)
+        );
+        assert!(fast.points.iter().flatten().all(|x| x.abs() <= 1.0));
         for q in [-4095i16, -1, 0, 1, 1234, 4095] {
             assert_eq!(quantize(dequantize(q)), q);
         }

@@ -16,7 +16,7 @@ use super::{Action, Mailbox, RunRequest, Shared, Steering};
 use crate::backend::Backend;
 use crate::config::{Workload, validate_dynamics};
 use crate::diagnostics;
-use crate::projection::{Projector, project_frame};
+use crate::projection::{Coarsener, Projector, project_frame};
 use crate::session::catalog::Origin;
 use crate::session::{self, MetricsRecord, Run, SessionError};
 
@@ -79,6 +79,8 @@ struct TrainerState<'a> {
     /// The number of the newest setting applied (or rejected).
     settings_seq: u64,
     projector: Projector,
+    /// Precision that follows the motion (what is shown is what is recorded).
+    coarsener: Coarsener,
     frame: Option<Arc<Frame>>,
     pending: Vec<MetricsPoint>,
     spectrum: Vec<f64>,
@@ -134,6 +136,7 @@ impl<'a> TrainerState<'a> {
             next_run_id: 1,
             settings_seq: 0,
             projector: Projector::default(),
+            coarsener: Coarsener::default(),
             frame: None,
             pending: Vec::new(),
             spectrum: Vec::new(),
@@ -315,6 +318,7 @@ impl<'a> TrainerState<'a> {
         self.info = Some(Arc::new(info));
         self.run = Some(run);
         self.projector.reset();
+        self.coarsener.reset();
         self.frame = None;
         self.pending.clear();
         self.spectrum.clear();
@@ -555,6 +559,7 @@ impl<'a> TrainerState<'a> {
         let d = self.info.as_ref().map_or(0, |info| info.embed_dim);
         let rows = [points, view_a, view_b];
         let (frame, spectrum) = project_frame(&mut self.projector, step, &rows, d);
+        let frame = self.coarsener.apply(&frame);
         self.spectrum = spectrum;
         let [points, view_a, view_b] = &rows;
         let diagnostics = DisplayDiagnostics {

@@ -141,17 +141,21 @@ pub struct RecordedFrame {
     pub learning_rate: f64,
 }
 
-/// Full display embeddings at one step: the points, then their two views, `[n, dim]` each.
+/// The full display embeddings of the points at one step, `[n, dim]` row-major, as f16
+/// (what re-projecting needs; the views are not stored: they are two thirds of the bytes and
+/// the recorded frames hold their projections).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecordedEmbeddings {
     pub step: u64,
     pub dim: usize,
-    pub rows: [Vec<f32>; 3],
+    pub rows: Vec<f32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) struct FrameMeta {
     pub(super) step: u64,
+    /// The frame's grid step (its indices are multiples of it).
+    pub(super) grid_step: u16,
     pub(super) millis: u64,
     pub(super) dynamics: Dynamics,
     pub(super) learning_rate: f64,
@@ -161,7 +165,7 @@ pub(super) struct FrameMeta {
 pub(super) struct StoredEmbeddings {
     pub(super) step: u64,
     pub(super) dim: u32,
-    /// The values of the three sets as f16, in 2 byte planes.
+    /// The points' values as f16, in 2 byte planes.
     pub(super) planes: Vec<u8>,
 }
 
@@ -238,8 +242,9 @@ fn predict(history: &[Vec<i16>], i: usize, linear: bool) -> i16 {
     }
 }
 
-/// The residuals of `frames` (views relative to their points) against the prediction.
-fn residuals(frames: &[Vec<i16>], linear: bool) -> Vec<Vec<u16>> {
+/// The residuals of `frames` (views relative to their points, each frame divided by its
+/// grid step `steps[f]`) against the prediction, divided the same way.
+fn residuals(frames: &[Vec<i16>], steps: &[u16], linear: bool) -> Vec<Vec<u16>> {
     let relative: Vec<Vec<i16>> = frames
         .iter()
         .map(|frame| {
@@ -250,21 +255,26 @@ fn residuals(frames: &[Vec<i16>], linear: bool) -> Vec<Vec<u16>> {
         .collect();
     (0..relative.len())
         .map(|f| {
+            let s = steps[f].max(1).cast_signed();
             relative[f]
                 .iter()
                 .enumerate()
-                .map(|(i, &q)| zigzag(q.wrapping_sub(predict(&relative[..f], i, linear))))
+                .map(|(i, &q)| {
+                    let predicted = predict(&relative[..f], i, linear).div_euclid(s);
+                    zigzag((q / s).wrapping_sub(predicted))
+                })
                 .collect()
         })
         .collect()
 }
 
-/// The frames' grids as residuals in two byte planes (all low bytes, then all high bytes),
-/// with the predictor that made them smaller (`true`: linear).
-pub(super) fn encode_coords(frames: &[Vec<i16>]) -> (Vec<u8>, bool) {
+/// The frames' grids (each a multiple of its step in `steps`) as residuals in two byte
+/// planes (all low bytes, then all high bytes), with the predictor that made them smaller
+/// (`true`: linear).
+pub(super) fn encode_coords(frames: &[Vec<i16>], steps: &[u16]) -> (Vec<u8>, bool) {
     let cost = |r: &[Vec<u16>]| -> u64 { r.iter().flatten().map(|&u| u64::from(u)).sum() };
-    let previous = residuals(frames, false);
-    let linear = residuals(frames, true);
+    let previous = residuals(frames, steps, false);
+    let linear = residuals(frames, steps, true);
     let (chosen, is_linear) = if cost(&linear) < cost(&previous) {
         (linear, true)
     } else {
@@ -285,21 +295,24 @@ pub(super) fn encode_coords(frames: &[Vec<i16>]) -> (Vec<u8>, bool) {
 pub(super) fn decode_coords(
     bytes: &[u8],
     values: usize,
-    frames: usize,
+    steps: &[u16],
     linear: bool,
 ) -> Option<Vec<Vec<i16>>> {
+    let frames = steps.len();
     let count = values.checked_mul(frames)?;
     if bytes.len() != 2 * count || !values.is_multiple_of(3) {
         return None;
     }
     let (low, high) = bytes.split_at(count);
     let mut relative: Vec<Vec<i16>> = Vec::with_capacity(frames);
-    for f in 0..frames {
+    for (f, &step) in steps.iter().enumerate() {
+        let s = step.max(1).cast_signed();
         let frame: Vec<i16> = (0..values)
             .map(|i| {
                 let at = f * values + i;
                 let residual = unzigzag(u16::from_le_bytes([low[at], high[at]]));
-                predict(&relative, i, linear).wrapping_add(residual)
+                let predicted = predict(&relative, i, linear).div_euclid(s);
+                predicted.wrapping_add(residual).wrapping_mul(s)
             })
             .collect();
         relative.push(frame);
@@ -358,14 +371,24 @@ mod tests {
             vec![2, 4095, -300, -4095, 4095, 0, 7, 8, 9],
             vec![-5, 0, 0, 0, 0, 0, 4095, 4095, 4095],
         ];
-        let (bytes, linear) = encode_coords(&frames);
-        assert_eq!(decode_coords(&bytes, 9, 3, linear), Some(frames.clone()));
-        assert_eq!(decode_coords(&bytes, 9, 2, linear), None);
+        let (bytes, linear) = encode_coords(&frames, &[1, 1, 1]);
+        assert_eq!(
+            decode_coords(&bytes, 9, &[1, 1, 1], linear),
+            Some(frames.clone())
+        );
+        assert_eq!(decode_coords(&bytes, 9, &[1, 1], linear), None);
         // A steady drift is all zeros after the first two frames under the linear predictor.
         let drift: Vec<Vec<i16>> = (0..5i16).map(|t| vec![t * 7; 9]).collect();
-        let (bytes, linear) = encode_coords(&drift);
+        let (bytes, linear) = encode_coords(&drift, &[1; 5]);
         assert!(linear);
-        assert_eq!(decode_coords(&bytes, 9, 5, true), Some(drift));
+        assert_eq!(decode_coords(&bytes, 9, &[1; 5], true), Some(drift));
+        // Coarse frames (multiples of their step, views too) come back exactly.
+        let coarse = vec![
+            vec![64i16, -4032, 320, 0, 4032, 256, -64, 0, -4032],
+            vec![8, 4088, -296, -4088, 4088, 0, 8, 16, 24],
+        ];
+        let (bytes, linear) = encode_coords(&coarse, &[64, 8]);
+        assert_eq!(decode_coords(&bytes, 9, &[64, 8], linear), Some(coarse));
         let rows = [1.5f32, -0.0, 0.333_333, -1.0];
         let planes = shuffle_f16(&[&rows]);
         let back = unshuffle_f16(&planes).expect("whole halves");

@@ -233,7 +233,7 @@ impl Recording {
         let grids = decode_coords(
             &body.coords,
             body.values as usize,
-            body.metas.len(),
+            &body.metas.iter().map(|m| m.grid_step).collect::<Vec<_>>(),
             body.linear,
         )
         .ok_or_else(|| bad("its coordinates do not add up".to_owned()))?;
@@ -242,8 +242,9 @@ impl Recording {
             .iter()
             .zip(grids)
             .map(|(meta, grid)| {
-                let frame = Frame::from_grid_indices(meta.step, &grid)
+                let mut frame = Frame::from_grid_indices(meta.step, &grid)
                     .ok_or_else(|| bad("a frame's coordinates are not 9 per point".to_owned()))?;
+                frame.grid_step = meta.grid_step;
                 Ok(RecordedFrame {
                     frame: Arc::new(frame),
                     millis: meta.millis,
@@ -258,19 +259,14 @@ impl Recording {
             .map(|stored| {
                 let values = unshuffle_f16(&stored.planes)
                     .ok_or_else(|| bad("embeddings of a partial number of values".to_owned()))?;
-                let third = values.len() / 3;
                 let dim = stored.dim as usize;
-                if third * 3 != values.len() || dim == 0 || !third.is_multiple_of(dim) {
-                    return Err(bad("embeddings that are not 3 sets of rows".to_owned()));
+                if dim == 0 || !values.len().is_multiple_of(dim) {
+                    return Err(bad("embeddings that are not whole rows".to_owned()));
                 }
                 Ok(RecordedEmbeddings {
                     step: stored.step,
                     dim,
-                    rows: [
-                        values[..third].to_vec(),
-                        values[third..2 * third].to_vec(),
-                        values[2 * third..].to_vec(),
-                    ],
+                    rows: values,
                 })
             })
             .collect::<Result<Vec<_>, RecordingError>>()?;

@@ -119,8 +119,7 @@ impl RecordingWriter {
                 )?;
             }
             for e in chunk.embeddings.iter().filter(|e| e.step <= step) {
-                let [a, b, c] = &e.rows;
-                writer.push_embeddings(e.step, e.dim, [a, b, c]);
+                writer.push_embeddings(e.step, e.dim, &e.rows);
             }
         }
         Ok(writer)
@@ -195,6 +194,7 @@ impl RecordingWriter {
         let start = Instant::now();
         let meta = FrameMeta {
             step: frame.step,
+            grid_step: frame.grid_step.max(1),
             millis,
             dynamics,
             learning_rate,
@@ -209,12 +209,12 @@ impl RecordingWriter {
     }
 
     /// Adds full display embeddings (written with the next chunk).
-    pub fn push_embeddings(&mut self, step: u64, dim: usize, rows: [&[f32]; 3]) {
+    pub fn push_embeddings(&mut self, step: u64, dim: usize, rows: &[f32]) {
         let start = Instant::now();
         self.pending_embeddings.push(StoredEmbeddings {
             step,
             dim: dim as u32,
-            planes: shuffle_f16(&rows),
+            planes: shuffle_f16(&[rows]),
         });
         self.busy_secs += start.elapsed().as_secs_f64();
     }
@@ -235,7 +235,8 @@ impl RecordingWriter {
             .chain(embeddings.iter().map(|e| e.step));
         let first_step = steps.clone().min().unwrap_or(0);
         let last_step = steps.max().unwrap_or(0);
-        let (coords, linear) = encode_coords(&grids);
+        let steps: Vec<u16> = metas.iter().map(|m| m.grid_step).collect();
+        let (coords, linear) = encode_coords(&grids, &steps);
         let body = ChunkBody {
             values: grids.first().map_or(0, |g| g.len() as u32),
             coords,
@@ -360,8 +361,8 @@ impl Recorder {
         }
     }
 
-    /// Records `frame`, and with it the embeddings `rows` (`[points, view_a, view_b]`, `dim`
-    /// each) when they are due.
+    /// Records `frame`, and with it the points' embeddings `rows[0]` (of `[points, view_a,
+    /// view_b]`, `dim` each) when they are due.
     pub fn push(
         &mut self,
         frame: &Frame,
@@ -372,8 +373,7 @@ impl Recorder {
     ) -> Result<(), RecordingError> {
         let millis = self.base_millis + self.start.elapsed().as_millis() as u64;
         if self.embeddings_every > 0 && self.frames.is_multiple_of(self.embeddings_every) {
-            let [a, b, c] = rows;
-            self.writer.push_embeddings(frame.step, dim, [a, b, c]);
+            self.writer.push_embeddings(frame.step, dim, &rows[0]);
         }
         self.frames += 1;
         self.writer.push(frame, millis, dynamics, learning_rate)
