@@ -370,6 +370,23 @@ fn a_run_killed_with_sigkill_keeps_its_complete_chunks() {
     assert!(replayed.len() as u64 >= frames);
     let steps: Vec<u64> = replayed.iter().map(|f| f.frame.step).collect();
     assert!(steps.windows(2).all(|w| w[1] == w[0] + 1), "{steps:?}");
+    // The app opens it and its timeline ends at the last complete chunk.
+    let options = msbreg::app::AppOptions {
+        backend: cpu(),
+        settings: WorkloadSettings::sandbox(SandboxKind::Gaussians),
+        running: false,
+        frame_stats: None,
+        runs: None,
+        open: Some(out.clone()),
+        compare: Vec::new(),
+    };
+    let app = msbreg::app::MsbregApp::new(&eframe::egui::Context::default(), None, options);
+    assert!(app.opened().is_some(), "{:?}", app.error());
+    assert_eq!(
+        app.timeline.range(),
+        Some((0, *steps.last().expect("frames")))
+    );
+    drop(app);
     // `msbreg runs` lists it, with the recorded range.
     let json = run_ok(msbreg().arg("runs").arg(&out).arg("--json"));
     let run: serde_json::Value = serde_json::from_str(json.trim()).expect("JSON");
