@@ -467,3 +467,45 @@ fn the_trainer_records_the_frames_it_showed_bit_for_bit() {
     );
     assert!(folder.join("config.toml").is_file());
 }
+
+/// A full disk while recording (the file-size limit stands in for it: writes past it fail with
+/// EFBIG as they would with ENOSPC): the run stops with a message naming the recording, and
+/// what was recorded stays readable, ending on a complete chunk.
+#[test]
+fn a_full_disk_stops_the_recording_and_keeps_what_was_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("full");
+    let config = sandbox_config(dir.path(), 1);
+    let binary = env!("CARGO_BIN_EXE_msbreg");
+    // SIGXFSZ ignored (it is inherited through exec), so the write fails instead of killing.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 400; exec '{binary}' --backend cpu simulate --steps 100000 \
+         --config '{}' --out '{}'",
+        config.display(),
+        out.display()
+    );
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "it cannot have finished: {stderr}"
+    );
+    assert!(
+        stderr.contains("recording") && stderr.contains("stays readable"),
+        "{stderr}"
+    );
+    let mut recording = Recording::open(&out).expect("what was recorded opens");
+    assert!(recording.tail().is_none(), "{:?}", recording.tail());
+    let frames = recording.all_frames().expect("decodes");
+    assert!(!frames.is_empty());
+    assert!(
+        std::fs::metadata(out.join(RECORDING_FILE))
+            .expect("exists")
+            .len()
+            <= 400 * 1024
+    );
+}
