@@ -142,6 +142,8 @@ pub fn frame_geometry(
 }
 
 pub(super) fn toolbar_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
+    // Two rows: on one, the sliders with their labels overflowed a narrow central panel, and
+    // an overflowing widget widens the panel's whole layout (the view then ran under the plots).
     ui.horizontal_wrapped(|ui| {
         super::browser::browser_button(app, ui);
         ui.separator();
@@ -156,10 +158,13 @@ pub(super) fn toolbar_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
             }
         }
         ui.separator();
-        ui.add(egui::Slider::new(&mut app.view.point_size_px, 1.0..=24.0).text("Point size"));
-        ui.add(egui::Slider::new(&mut app.view.opacity, 0.05..=1.0).text("Opacity"));
         ui.checkbox(&mut app.view.tethers, "Tethers")
             .on_hover_text("Draw two views of each image joined to their centroid");
+    });
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().slider_width = 90.0;
+        ui.add(egui::Slider::new(&mut app.view.point_size_px, 1.0..=24.0).text("Point size"));
+        ui.add(egui::Slider::new(&mut app.view.opacity, 0.05..=1.0).text("Opacity"));
     });
 }
 
