@@ -1,6 +1,8 @@
 //! The app driven through its widgets by label (egui_kittest), with the real trainer thread on
 //! the CPU backend and the particle sandbox (fast). The trainer alone: `tests/trainer.rs`.
 
+mod kit;
+
 use std::time::Duration;
 
 use eframe::egui;
@@ -22,20 +24,7 @@ fn cpu() -> Backend {
 }
 
 fn sandbox_app(running: bool) -> Harness<'static, MsbregApp> {
-    let options = AppOptions {
-        backend: cpu(),
-        settings: WorkloadSettings::sandbox(SandboxKind::Gaussians),
-        running,
-        frame_stats: None,
-        runs: None,
-        open: None,
-        compare: Vec::new(),
-    };
-    let ctx = egui::Context::default();
-    let app = MsbregApp::new(&ctx, None, options);
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 900.0))
-        .build_ui_state(|ui, app: &mut MsbregApp| app.ui(ui), app)
+    kit::harness(kit::sandbox_options(None, None, running))
 }
 
 /// The slider labelled `label` (its value box carries the same label).

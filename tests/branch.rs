@@ -2,27 +2,21 @@
 //! reproduces its parent exactly (flex), and the app's buttons do what they say, clicked by
 //! label through egui_kittest.
 
+mod kit;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use eframe::egui;
-use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
 
-use msbreg::app::{AppOptions, MsbregApp, WorkloadSettings};
-use msbreg::backend::Backend;
+use kit::{WAIT, cpu, harness, run_until, sandbox_options};
+use msbreg::app::WorkloadSettings;
 use msbreg::data::sandbox::SandboxKind;
 use msbreg::method::StepReport;
 use msbreg::session::catalog::{Origin, PIN_FILE};
 use msbreg::session::read_events;
 use msbreg::trainer::{BranchRequest, Command, RunsDir, Snapshot, Trainer};
-
-const WAIT: Duration = Duration::from_mins(1);
-
-fn cpu() -> Backend {
-    Backend::flex("tests")
-}
 
 fn runs_in(dir: &Path) -> RunsDir {
     RunsDir {
@@ -125,44 +119,11 @@ fn a_branch_with_unchanged_settings_reproduces_its_parent_exactly() {
     trainer.shutdown(Duration::from_secs(30)).expect("stops");
 }
 
-fn app(runs: RunsDir) -> Harness<'static, MsbregApp> {
-    let options = AppOptions {
-        backend: cpu(),
-        settings: WorkloadSettings::sandbox(SandboxKind::Gaussians),
-        running: true,
-        frame_stats: None,
-        runs: Some(runs),
-        open: None,
-        compare: Vec::new(),
-    };
-    let ctx = egui::Context::default();
-    let app = MsbregApp::new(&ctx, None, options);
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 900.0))
-        .build_ui_state(|ui, app: &mut MsbregApp| app.ui(ui), app)
-}
-
-fn run_until(
-    harness: &mut Harness<'static, MsbregApp>,
-    what: &str,
-    done: impl Fn(&mut MsbregApp) -> bool,
-) {
-    let start = Instant::now();
-    while start.elapsed() < WAIT {
-        harness.run_steps(1);
-        if done(harness.state_mut()) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[test]
 fn branch_compare_and_the_run_browser_by_their_buttons() {
     let dir = tempfile::tempdir().expect("tempdir");
     let runs = runs_in(dir.path());
-    let mut harness = app(runs.clone());
+    let mut harness = harness(sandbox_options(Some(runs.clone()), None, true));
     run_until(&mut harness, "20 steps", |app| {
         app.latest().is_some_and(|s| s.step >= 20)
     });

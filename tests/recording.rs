@@ -195,6 +195,16 @@ fn a_damaged_chunk_a_newer_version_and_a_stranger_file_each_say_so() {
     assert!(err.to_string().contains("has no recording"), "{err}");
 }
 
+/// The step of every recorded frame, in order.
+fn recorded_steps(recording: &mut Recording) -> Vec<u64> {
+    recording
+        .all_frames()
+        .expect("decodes")
+        .iter()
+        .map(|f| f.frame.step)
+        .collect()
+}
+
 fn sandbox_config(dir: &Path, every: usize) -> PathBuf {
     let path = dir.join(format!("record-{every}.toml"));
     std::fs::write(&path, format!("[record]\nevery_steps = {every}\n")).expect("writes");
@@ -218,12 +228,7 @@ fn simulate_records_its_display_set_and_runs_lists_it() {
     assert!(stdout.contains("recorded 7 frames"), "{stdout}");
     assert!(stdout.contains("msbreg app --open"), "{stdout}");
     let mut recording = Recording::open(&out).expect("opens");
-    let steps: Vec<u64> = recording
-        .all_frames()
-        .expect("decodes")
-        .iter()
-        .map(|f| f.frame.step)
-        .collect();
+    let steps = recorded_steps(&mut recording);
     assert_eq!(steps, vec![0, 10, 20, 30, 40, 50, 60]);
     let embeddings = recording.all_embeddings().expect("decodes");
     assert_eq!(embeddings.len(), 1, "with the first of every 20 frames");
@@ -327,12 +332,7 @@ fn a_resumed_run_records_on_without_repeating_steps() {
         .expect("keeps");
     drive(&mut *run, &folder, DriveOptions::default(), |_| {}).expect("drives");
     let mut recording = Recording::open(&out).expect("opens");
-    let steps: Vec<u64> = recording
-        .all_frames()
-        .expect("decodes")
-        .iter()
-        .map(|f| f.frame.step)
-        .collect();
+    let steps = recorded_steps(&mut recording);
     assert_eq!(steps, vec![0, 10, 20, 30, 40, 50, 60]);
 }
 

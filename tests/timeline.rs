@@ -2,64 +2,18 @@
 //! own run kept in a runs directory and scrubbed, a folder opened and replayed, a run that
 //! another writer still appends to followed live, and a killed run's torn recording.
 
+mod kit;
+
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use eframe::egui;
-use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT as _, Queryable as _};
 
-use msbreg::app::{AppOptions, MsbregApp, WorkloadSettings};
-use msbreg::backend::Backend;
-use msbreg::data::sandbox::SandboxKind;
+use kit::{cpu, harness, run_until, sandbox_options};
 use msbreg::headless::{DriveOptions, drive};
 use msbreg::method::Dynamics;
 use msbreg::session::{RECORDING_FILE, Recording, RecordingWriter, RunWriter, SandboxRun};
 use msbreg::trainer::RunsDir;
-
-const WAIT: Duration = Duration::from_mins(1);
-
-fn cpu() -> Backend {
-    Backend::flex("tests")
-}
-
-fn app(options: AppOptions) -> Harness<'static, MsbregApp> {
-    let ctx = egui::Context::default();
-    let app = MsbregApp::new(&ctx, None, options);
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 900.0))
-        .build_ui_state(|ui, app: &mut MsbregApp| app.ui(ui), app)
-}
-
-fn options(runs: Option<RunsDir>, open: Option<&Path>, running: bool) -> AppOptions {
-    AppOptions {
-        backend: cpu(),
-        settings: WorkloadSettings::sandbox(SandboxKind::Gaussians),
-        running,
-        frame_stats: None,
-        runs,
-        open: open.map(Path::to_owned),
-        compare: Vec::new(),
-    }
-}
-
-/// Runs frames until `done` holds (the trainer and the file polls are asynchronous).
-fn run_until(
-    harness: &mut Harness<'static, MsbregApp>,
-    what: &str,
-    done: impl Fn(&mut MsbregApp) -> bool,
-) {
-    let start = Instant::now();
-    while start.elapsed() < WAIT {
-        harness.run_steps(1);
-        harness.state_mut().poll();
-        if done(harness.state_mut()) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out waiting for {what}");
-}
 
 /// A sandbox run of `steps` steps recording every step, into `out`.
 fn recorded_run(out: &Path, steps: usize) {
@@ -78,7 +32,7 @@ fn the_apps_run_is_kept_and_its_timeline_scrubs_and_returns_live() {
         dir: dir.path().join("runs"),
         cap_bytes: 1 << 40,
     };
-    let mut harness = app(options(Some(runs.clone()), None, true));
+    let mut harness = harness(sandbox_options(Some(runs.clone()), None, true));
     run_until(&mut harness, "20 steps", |app| {
         app.latest().is_some_and(|s| s.step >= 20)
     });
@@ -136,7 +90,7 @@ fn an_opened_folder_replays_and_follows_a_writer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("sim");
     recorded_run(&out, 30);
-    let mut harness = app(options(None, Some(&out), true));
+    let mut harness = harness(sandbox_options(None, Some(&out), true));
     harness.run_steps(3);
     let shown = harness.state();
     let opened = shown.opened().expect("the folder is open");
@@ -184,7 +138,7 @@ fn an_opened_folder_replays_and_follows_a_writer() {
     let bytes = std::fs::read(&path).expect("reads");
     std::fs::write(&path, &bytes[..bytes.len() - 7]).expect("writes");
     drop(harness);
-    let mut harness = app(options(None, Some(&out), false));
+    let mut harness = kit::harness(sandbox_options(None, Some(&out), false));
     harness.run_steps(3);
     assert_eq!(harness.state().timeline.range(), Some((0, 30)));
     harness.get_by_label("Back to the app's run").click();
@@ -198,7 +152,7 @@ fn a_folder_without_a_recording_opens_and_says_why_its_timeline_is_empty() {
     let out = dir.path().join("old");
     recorded_run(&out, 5);
     std::fs::remove_file(out.join(RECORDING_FILE)).expect("removes");
-    let mut harness = app(options(None, Some(&out), false));
+    let mut harness = harness(sandbox_options(None, Some(&out), false));
     harness.run_steps(3);
     assert!(harness.state().opened().is_some());
     assert!(

@@ -14,7 +14,7 @@ use eframe::egui;
 use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
 
 use super::opened::Opened;
-use super::view::{frame_geometry, paint_with_egui};
+use super::view::{frame_geometry, paint_with_egui, steer_camera};
 use super::{MsbregApp, Series};
 use crate::projection::Frame;
 use crate::render::RenderStyle;
@@ -169,19 +169,7 @@ pub fn compare_view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
                 egui::Sense::click_and_drag(),
             );
             // One camera for all: dragging any view turns them all.
-            if response.dragged() {
-                let delta = response.drag_delta();
-                app.camera.drag(delta.x, delta.y, rect.height());
-            }
-            if response.hovered() {
-                let scroll = ui.input(|input| input.smooth_scroll_delta.y);
-                if scroll != 0.0 {
-                    app.camera.zoom(scroll);
-                }
-            }
-            if response.double_clicked() {
-                app.camera.reset();
-            }
+            steer_camera(&mut app.camera, &response, ui);
             ui.painter()
                 .rect_filled(rect, 0.0, egui::Color32::from_gray(18));
             let frame = run.frame_at(compare.cursor);

@@ -229,19 +229,7 @@ pub fn view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
     let (rect, response) =
         ui.allocate_exact_size(ui.available_size(), egui::Sense::click_and_drag());
     app.camera.mode = app.view.mode.camera_mode();
-    if response.double_clicked() {
-        app.camera.reset();
-    }
-    if response.dragged() {
-        let delta = response.drag_delta();
-        app.camera.drag(delta.x, delta.y, rect.height());
-    }
-    if response.hovered() {
-        let scroll = ui.input(|input| input.smooth_scroll_delta.y);
-        if scroll != 0.0 {
-            app.camera.zoom(scroll);
-        }
-    }
+    steer_camera(&mut app.camera, &response, ui);
     ui.painter()
         .rect_filled(rect, 0.0, egui::Color32::from_gray(18));
 
@@ -343,6 +331,24 @@ fn opened_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
     });
     if back {
         app.close_folder();
+    }
+}
+
+/// Drag orbits (3D) or pans (2D), scroll zooms, double-click resets: `camera` steered by the
+/// pointer on a view's `response`.
+pub(super) fn steer_camera(camera: &mut Camera, response: &egui::Response, ui: &egui::Ui) {
+    if response.double_clicked() {
+        camera.reset();
+    }
+    if response.dragged() {
+        let delta = response.drag_delta();
+        camera.drag(delta.x, delta.y, response.rect.height());
+    }
+    if response.hovered() {
+        let scroll = ui.input(|input| input.smooth_scroll_delta.y);
+        if scroll != 0.0 {
+            camera.zoom(scroll);
+        }
     }
 }
 

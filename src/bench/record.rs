@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::backend::Backend;
 use crate::config::{Workload, WorkloadSettings};
 use crate::data::sandbox::SandboxKind;
-use crate::projection::{Coarsener, Projector, project_frame};
+use crate::projection::Framer;
 use crate::session::{self, RECORDING_FILE, Recorder};
 use crate::trainer::APP_EMBEDDINGS_EVERY;
 
@@ -57,8 +57,7 @@ fn bench_one(
         &*run,
         APP_EMBEDDINGS_EVERY,
     )?;
-    let mut projector = Projector::default();
-    let mut coarsener = Coarsener::default();
+    let mut framer = Framer::default();
     let mut step_secs = 0.0;
     let mut display_secs = 0.0;
     let mut last_display: Option<Instant> = None;
@@ -73,8 +72,7 @@ fn bench_one(
             last_display = Some(Instant::now());
             let t = Instant::now();
             let rows = run.display_embeddings()?;
-            let (frame, _) = project_frame(&mut projector, run.steps_done(), &rows, d);
-            let frame = coarsener.apply(&frame);
+            let (frame, _) = framer.frame(run.steps_done(), &rows, d);
             display_secs += t.elapsed().as_secs_f64();
             let settings = run.settings();
             recorder.push(

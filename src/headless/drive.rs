@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::HeadlessError;
 use crate::method::StepReport;
-use crate::projection::{Coarsener, Projector, project_frame};
+use crate::projection::Framer;
 use crate::session::{
     MetricsRecord, RECORDING_FILE, Recorder, Run, RunWriter, SessionError, list_checkpoints,
     nan_diagnostics,
@@ -19,8 +19,7 @@ use crate::session::{
 /// A headless run's recording: the display set projected every `record_every` steps.
 struct FrameRecorder {
     recorder: Recorder,
-    projector: Projector,
-    coarsener: Coarsener,
+    framer: Framer,
 }
 
 impl FrameRecorder {
@@ -43,16 +42,14 @@ impl FrameRecorder {
         };
         Ok(Some(Self {
             recorder,
-            projector: Projector::default(),
-            coarsener: Coarsener::default(),
+            framer: Framer::default(),
         }))
     }
 
     fn record(&mut self, run: &dyn Run) -> Result<(), SessionError> {
         let rows = run.display_embeddings()?;
         let d = run.settings().embed_dim();
-        let (frame, _) = project_frame(&mut self.projector, run.steps_done(), &rows, d);
-        let frame = self.coarsener.apply(&frame);
+        let (frame, _) = self.framer.frame(run.steps_done(), &rows, d);
         let settings = run.settings();
         self.recorder.push(
             &frame,

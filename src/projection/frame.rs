@@ -155,20 +155,33 @@ impl Frame {
     }
 }
 
-/// Projects the display embeddings (`[points, view_a, view_b]`, unit rows of `d` each) with
-/// `projector`'s next aligned basis (fitted to the points) into a [`Frame`]; also returns the
-/// singular values of the points. What the app's trainer and the headless recorder both do.
-pub fn project_frame(
-    projector: &mut Projector,
-    step: u64,
-    rows: &[Vec<f32>; 3],
-    d: usize,
-) -> (Frame, Vec<f64>) {
-    let [points, view_a, view_b] = rows;
-    let (projected, spectrum) =
-        projector.fit_project_spectrum(points, d, &[points, view_a, view_b]);
-    let frame = Frame::new(step, &projected[0], &projected[1], &projected[2]);
-    (frame, spectrum)
+/// The display embeddings of one run to its frames: the aligned projection ([`Projector`])
+/// and the precision that follows the motion ([`Coarsener`]), one of each per run. What the
+/// app's trainer, the headless recorder and `msbreg bench record` all make their frames with.
+#[derive(Debug, Default)]
+pub struct Framer {
+    projector: Projector,
+    coarsener: Coarsener,
+}
+
+impl Framer {
+    /// Forget the previous basis and frame (a new run).
+    pub fn reset(&mut self) {
+        self.projector.reset();
+        self.coarsener.reset();
+    }
+
+    /// The display embeddings (`[points, view_a, view_b]`, unit rows of `d` each) projected
+    /// with the next aligned basis (fitted to the points) into a [`Frame`], snapped as its
+    /// motion allows; also returns the singular values of the points.
+    pub fn frame(&mut self, step: u64, rows: &[Vec<f32>; 3], d: usize) -> (Frame, Vec<f64>) {
+        let [points, view_a, view_b] = rows;
+        let (projected, spectrum) =
+            self.projector
+                .fit_project_spectrum(points, d, &[points, view_a, view_b]);
+        let frame = Frame::new(step, &projected[0], &projected[1], &projected[2]);
+        (self.coarsener.apply(&frame), spectrum)
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ mod frame;
 
 use nalgebra::{DMatrix, Matrix3, SymmetricEigen};
 
-pub use frame::{Coarsener, Frame, GRID, MAX_GRID_STEP, dequantize, project_frame, quantize};
+pub use frame::{Coarsener, Frame, Framer, GRID, MAX_GRID_STEP, dequantize, quantize};
 
 /// Coordinates the view draws: 3 per point.
 pub const COMPONENTS: usize = 3;

@@ -16,7 +16,7 @@ use super::{Action, Mailbox, RunRequest, Shared, Steering};
 use crate::backend::Backend;
 use crate::config::{Workload, validate_dynamics};
 use crate::diagnostics;
-use crate::projection::{Coarsener, Projector, project_frame};
+use crate::projection::Framer;
 use crate::session::catalog::Origin;
 use crate::session::{self, MetricsRecord, Run, SessionError};
 
@@ -78,9 +78,8 @@ struct TrainerState<'a> {
     next_run_id: u64,
     /// The number of the newest setting applied (or rejected).
     settings_seq: u64,
-    projector: Projector,
-    /// Precision that follows the motion (what is shown is what is recorded).
-    coarsener: Coarsener,
+    /// Projection and precision of the frames (what is shown is what is recorded).
+    framer: Framer,
     frame: Option<Arc<Frame>>,
     pending: Vec<MetricsPoint>,
     spectrum: Vec<f64>,
@@ -135,8 +134,7 @@ impl<'a> TrainerState<'a> {
             info: None,
             next_run_id: 1,
             settings_seq: 0,
-            projector: Projector::default(),
-            coarsener: Coarsener::default(),
+            framer: Framer::default(),
             frame: None,
             pending: Vec::new(),
             spectrum: Vec::new(),
@@ -317,8 +315,7 @@ impl<'a> TrainerState<'a> {
         self.next_run_id += 1;
         self.info = Some(Arc::new(info));
         self.run = Some(run);
-        self.projector.reset();
-        self.coarsener.reset();
+        self.framer.reset();
         self.frame = None;
         self.pending.clear();
         self.spectrum.clear();
@@ -558,8 +555,7 @@ impl<'a> TrainerState<'a> {
         self.last_display = Some(Instant::now());
         let d = self.info.as_ref().map_or(0, |info| info.embed_dim);
         let rows = [points, view_a, view_b];
-        let (frame, spectrum) = project_frame(&mut self.projector, step, &rows, d);
-        let frame = self.coarsener.apply(&frame);
+        let (frame, spectrum) = self.framer.frame(step, &rows, d);
         self.spectrum = spectrum;
         let [points, view_a, view_b] = &rows;
         let diagnostics = DisplayDiagnostics {
