@@ -2,6 +2,8 @@
 //! running, refresh the display (embed, diagnostics, project) at most every 150 ms and kNN at
 //! most every 3 s, post snapshots.
 
+mod kept;
+
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -154,66 +156,6 @@ impl<'a> TrainerState<'a> {
         }
     }
 
-    /// Writes what the open run folder has pending and lets it go (its lock with it).
-    fn close_folder(&mut self) {
-        if let Some(mut folder) = self.folder.take()
-            && let Err(err) = folder.flush()
-        {
-            self.error = Some(err.to_string());
-        }
-    }
-
-    /// Opens the run folder of the run on screen (at its first step), recording the frame on
-    /// screen first. On failure the run pauses with the reason.
-    fn open_folder(&mut self) -> bool {
-        if self.folder.is_some() {
-            return true;
-        }
-        let (Some(runs), Some(run)) = (&self.runs, &self.run) else {
-            return true;
-        };
-        let (kind, text) = if self.origin.parent.is_some() {
-            ("branch", self.origin_text.clone())
-        } else {
-            ("start", format!("started: {}", run.settings().describe()))
-        };
-        let opened =
-            AppFolder::create(runs, &**run, &self.origin).and_then(|(mut folder, notes)| {
-                if let (Some(frame), Some(rows)) = (&self.frame, &self.last_rows) {
-                    folder.record(frame, rows, &**run)?;
-                }
-                folder.event(&**run, kind, text)?;
-                folder.checkpoint(&**run)?;
-                Ok((folder, notes))
-            });
-        match opened {
-            Ok((folder, notes)) => {
-                self.notes.extend(notes);
-                self.folder = Some(folder);
-                self.last_checkpoint = Some(Instant::now());
-                true
-            }
-            Err(err) => {
-                self.running = false;
-                self.error = Some(format!(
-                    "cannot keep this run on disk ({err}); it is paused: free some space or \
-                     start the app with another --runs-dir, then press Run"
-                ));
-                false
-            }
-        }
-    }
-
-    /// Appends an event to the run folder (when it is open).
-    fn event(&mut self, kind: &str, text: String) {
-        let (Some(folder), Some(run)) = (&mut self.folder, &self.run) else {
-            return;
-        };
-        if let Err(err) = folder.event(&**run, kind, text) {
-            self.error = Some(err.to_string());
-        }
-    }
-
     fn stopped(&self) -> bool {
         self.shared.stop.load(Ordering::Acquire)
     }
@@ -231,67 +173,6 @@ impl<'a> TrainerState<'a> {
                     self.shared.failure.put(message.clone());
                 }
                 self.error = Some(message);
-            }
-        }
-        self.post();
-    }
-
-    /// Branches (see [`super::BranchRequest`]): the parent's run replayed to the step, the
-    /// new settings applied, kept in a new folder once it steps. On failure the run on screen
-    /// stays, with the reason.
-    fn branch(&mut self, request: &super::BranchRequest) {
-        // The parent may be the run on screen: what it has pending goes to disk first.
-        self.close_folder();
-        let checked = validate_dynamics(&request.dynamics)
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                if request.learning_rate.is_finite() && request.learning_rate > 0.0 {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "learning rate {} is not positive",
-                        request.learning_rate
-                    ))
-                }
-            });
-        let replayed = checked.and_then(|()| {
-            session::replay_to(&request.parent, request.step, &self.backend.device)
-                .map_err(|e| e.to_string())
-        });
-        match replayed {
-            Ok((mut run, replayed)) => {
-                let change = request.dynamics.describe_change(&run.settings().dynamics());
-                run.settings_mut().set_dynamics(request.dynamics);
-                run.settings_mut().set_learning_rate(request.learning_rate);
-                let workload = run.workload();
-                self.running = false;
-                self.install(run, workload);
-                self.origin = Origin {
-                    made_by: "app".to_owned(),
-                    parent: Some(request.parent.clone()),
-                    parent_step: Some(request.step),
-                };
-                self.origin_text = format!(
-                    "branched from {} at step {} ({replayed} steps replayed){}",
-                    request.parent.display(),
-                    request.step,
-                    if change.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {change}")
-                    }
-                );
-                // The branch is kept from its first frame on.
-                if !self.open_folder() {
-                    self.running = false;
-                }
-            }
-            Err(err) => {
-                self.error = Some(format!(
-                    "cannot branch from {} at step {}: {err}",
-                    request.parent.display(),
-                    request.step
-                ));
             }
         }
         self.post();
