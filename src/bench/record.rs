@@ -5,7 +5,7 @@
 //! from the bytes written over the timed wall time), and the time spent encoding and writing
 //! as a percentage of the training step time measured in the same run (the reference).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::json;
 
@@ -14,10 +14,8 @@ use crate::config::{Workload, WorkloadSettings};
 use crate::data::sandbox::SandboxKind;
 use crate::projection::Framer;
 use crate::session::{self, RECORDING_FILE, Recorder};
-use crate::trainer::APP_EMBEDDINGS_EVERY;
+use crate::trainer::{APP_EMBEDDINGS_EVERY, DISPLAY_INTERVAL};
 
-/// The app's display interval (the trainer's `DISPLAY_INTERVAL`).
-const DISPLAY_INTERVAL: Duration = Duration::from_millis(150);
 /// The budgets of the issue that asked for the recording.
 const BUDGET_MB_PER_HOUR: f64 = 50.0;
 const BUDGET_OVERHEAD_PERCENT: f64 = 2.0;

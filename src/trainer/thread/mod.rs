@@ -23,7 +23,7 @@ use crate::session::catalog::Origin;
 use crate::session::{self, MetricsRecord, Run, SessionError};
 
 /// The display is refreshed at most this often while running.
-const DISPLAY_INTERVAL: Duration = Duration::from_millis(150);
+pub(crate) const DISPLAY_INTERVAL: Duration = Duration::from_millis(150);
 /// kNN accuracy (which embeds a labelled bank) is measured at most this often.
 const KNN_INTERVAL: Duration = Duration::from_secs(3);
 
