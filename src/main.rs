@@ -187,8 +187,9 @@ enum BenchCommand {
     /// The recording's size (MB per hour) and cost (% of the step time) at the app's default
     /// settings, on the app's default workload and on the sandbox.
     Record {
-        /// Seconds to train and record each workload for.
-        #[arg(long, default_value_t = 30.0)]
+        /// Seconds to train and record each workload for (the first 30 s may run over the
+        /// byte budget: give it at least a minute more than that).
+        #[arg(long, default_value_t = 90.0)]
         seconds: f64,
     },
     /// nalgebra's eigen-solver against burn-linalg's SVD for D x D covariances.

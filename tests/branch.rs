@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use egui_kittest::kittest::Queryable as _;
 
 use kit::{WAIT, cpu, harness, run_until, sandbox_options};
-use msbreg::app::WorkloadSettings;
+use msbreg::app::{Timeline, WorkloadSettings};
 use msbreg::data::sandbox::SandboxKind;
 use msbreg::method::StepReport;
 use msbreg::session::catalog::{Origin, PIN_FILE};
@@ -159,6 +159,10 @@ fn branch_compare_and_the_run_browser_by_their_buttons() {
             .fork()
             .is_some_and(|f| f.contains("branched from"))
     });
+    // The parent's timeline has a mark where the branch forked.
+    let mut parents_timeline = Timeline::default();
+    parents_timeline.follow(Some(&parent));
+    assert_eq!(parents_timeline.branches(), &[(child.clone(), at)]);
 
     // The browser lists both; tick both and compare.
     harness.get_by_label("Runs").click();
@@ -195,4 +199,76 @@ fn branch_compare_and_the_run_browser_by_their_buttons() {
     harness.run_steps(2);
     assert!(!parent.exists(), "deleted");
     assert!(child.exists(), "the run on screen stays");
+}
+
+/// Set in the child process of the test below (its runs directory).
+const FULL_DISK_CHILD: &str = "MSBREG_TEST_FULL_DISK_RUNS";
+
+/// The app's trainer with its run kept, on a disk that fills up (a file-size limit, in a
+/// child process: the limit is per process): the run pauses with the message, and what was
+/// recorded stays readable.
+#[test]
+fn a_full_disk_pauses_the_apps_run_and_keeps_what_was_recorded() {
+    if let Ok(runs) = std::env::var(FULL_DISK_CHILD) {
+        full_disk_child(Path::new(&runs));
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = std::env::current_exe().expect("the test binary");
+    // SIGXFSZ ignored (inherited through exec), so a write past the limit fails instead.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 600; exec '{}' --exact \
+         a_full_disk_pauses_the_apps_run_and_keeps_what_was_recorded --nocapture",
+        exe.display()
+    );
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env(FULL_DISK_CHILD, dir.path())
+        .output()
+        .expect("runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("paused with:"),
+        "the child got as far: {text}"
+    );
+}
+
+fn full_disk_child(dir: &Path) {
+    let workload = WorkloadSettings::sandbox(SandboxKind::Gaussians).workload();
+    let trainer =
+        Trainer::spawn_keeping(&cpu(), workload, true, Box::new(|| {}), Some(runs_in(dir)))
+            .expect("spawns");
+    let mut losses = BTreeMap::new();
+    let paused = gather(&trainer, &mut losses, |s| !s.running && s.error.is_some());
+    let error = paused.error.clone().unwrap_or_default();
+    println!("paused with: {error}");
+    assert!(error.contains("the run is paused"), "{error}");
+    assert!(error.contains("free some space"), "{error}");
+    // The limit is per file: the recording outgrows it first (the checkpoints' files are
+    // smaller), unless a model grows; either way the message names the file.
+    if error.contains("recording") {
+        assert!(error.contains("stays readable"), "{error}");
+    } else {
+        assert!(error.contains("checkpoints"), "{error}");
+    }
+    let folder = paused.folder.clone().expect("the run's folder");
+    drop(trainer);
+    let leftovers: Vec<_> = std::fs::read_dir(folder.join("checkpoints"))
+        .expect("checkpoints")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "a half-written checkpoint: {leftovers:?}"
+    );
+    let mut recording = msbreg::session::Recording::open(&folder).expect("what was recorded opens");
+    assert!(recording.tail().is_none(), "{:?}", recording.tail());
+    assert!(!recording.all_frames().expect("decodes").is_empty());
 }

@@ -13,7 +13,7 @@ use kit::{cpu, harness, run_until, sandbox_options};
 use msbreg::headless::{DriveOptions, drive};
 use msbreg::method::Dynamics;
 use msbreg::session::{RECORDING_FILE, Recording, RecordingWriter, RunWriter, SandboxRun};
-use msbreg::trainer::RunsDir;
+use msbreg::trainer::{Command, RunsDir};
 
 /// A sandbox run of `steps` steps recording every step, into `out`.
 fn recorded_run(out: &Path, steps: usize) {
@@ -77,12 +77,42 @@ fn the_apps_run_is_kept_and_its_timeline_scrubs_and_returns_live() {
     let next = harness.state().timeline.cursor().expect("a step");
     assert!(next > 0, "{next}");
 
-    // Live goes back to the head.
+    // A force switched while an earlier step is on screen is held for Branch: the live run
+    // goes on as it was.
+    let sent_before = harness.state().sent.len();
+    let attraction = harness.state().dynamics.centroid.on;
+    harness.get_by_label("Attraction").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().dynamics.centroid.on, !attraction);
+    assert!(harness.state().forces_held());
+    assert!(
+        !harness.state().sent[sent_before..]
+            .iter()
+            .any(|c| matches!(c, Command::SetDynamics(_))),
+        "nothing sent to the live run"
+    );
+    harness
+        .get_by_label_contains("held for Branch")
+        .accesskit_node();
+
+    // Live goes back to the head, and the held forces go to the live run.
     harness.get_by_label("Live").click();
     harness.run_steps(2);
     assert!(harness.state().timeline.is_live());
+    assert!(!harness.state().forces_held());
+    assert!(
+        harness.state().sent[sent_before..]
+            .iter()
+            .any(|c| matches!(c, Command::SetDynamics(d) if d.centroid.on != attraction)),
+        "{:?}",
+        &harness.state().sent[sent_before..]
+    );
     let live = harness.state_mut().shown_frame().expect("a frame");
     assert_eq!(Some(live.step), harness.state().latest().map(|s| s.step));
+    run_until(&mut harness, "the live run takes the held forces", |app| {
+        app.latest()
+            .is_some_and(|s| s.dynamics.centroid.on != attraction)
+    });
 }
 
 #[test]

@@ -168,14 +168,7 @@ fn forces_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
             .logarithmic(true)
             .text("Learning rate"),
     );
-    if dynamics != app.dynamics {
-        app.dynamics = dynamics;
-        app.send(Command::SetDynamics(dynamics));
-    }
-    if learning_rate != app.learning_rate {
-        app.learning_rate = learning_rate;
-        app.send(Command::SetLearningRate(learning_rate));
-    }
+    app.change_forces(dynamics, learning_rate);
 }
 
 fn presets_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
@@ -188,9 +181,7 @@ fn presets_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
                 .on_hover_text(preset.describe())
                 .clicked()
             {
-                let dynamics = preset.dynamics();
-                app.dynamics = dynamics;
-                app.send(Command::SetDynamics(dynamics));
+                app.change_forces(preset.dynamics(), app.learning_rate);
             }
         }
     });

@@ -102,9 +102,13 @@ pub struct MsbregApp {
     pub settings: WorkloadSettings,
     /// Settings being dragged on a slider, applied when it is let go.
     pending_settings: Option<WorkloadSettings>,
-    /// The forces and learning rate as shown (sent to the trainer on every change).
+    /// The forces and learning rate as shown (sent to the trainer on every change, unless
+    /// held: see [`MsbregApp::change_forces`]).
     pub dynamics: Dynamics,
     pub learning_rate: f64,
+    /// Forces changed while an earlier step (or an opened folder) was on screen, not sent:
+    /// they are for Branch, and go to the live run when the view returns to it.
+    held: bool,
     pub view: ViewSettings,
     latest: Option<Snapshot>,
     info: Option<Arc<RunInfo>>,
@@ -194,6 +198,7 @@ impl MsbregApp {
             camera: crate::render::Camera::default(),
             timeline: Timeline::default(),
             opened: None,
+            held: false,
             notes: Vec::new(),
             runs_dir: options.runs.as_ref().map(|r| r.dir.clone()),
             browser: Browser::default(),
@@ -270,7 +275,7 @@ impl MsbregApp {
                 self.error = None;
             }
             self.notes.extend(snapshot.notes.iter().cloned());
-            if snapshot.settings_seq == settings_sent {
+            if snapshot.settings_seq == settings_sent && !self.held {
                 // The trainer has answered the user's last change: show what it uses (a
                 // rejected value springs back; a new run's own learning rate appears).
                 self.dynamics = snapshot.dynamics;
@@ -284,6 +289,44 @@ impl MsbregApp {
             let folder = self.latest.as_ref().and_then(|s| s.folder.clone());
             self.timeline.follow(folder.as_deref());
         }
+        if self.held && self.timeline.is_live() && self.opened.is_none() {
+            // Back at the live run: what was set for a branch now applies to it.
+            self.held = false;
+            self.send(Command::SetDynamics(self.dynamics));
+            self.send(Command::SetLearningRate(self.learning_rate));
+        }
+    }
+
+    /// The forces and learning rate chosen in the controls. Sent to the live run, or, while
+    /// the timeline shows an earlier step or an opened folder is on screen, held for Branch
+    /// (the live run goes on as it was) and sent when the view returns to the live run.
+    pub fn change_forces(&mut self, dynamics: Dynamics, learning_rate: f64) {
+        let (forces, rate) = (
+            dynamics != self.dynamics,
+            learning_rate != self.learning_rate,
+        );
+        self.dynamics = dynamics;
+        self.learning_rate = learning_rate;
+        if !self.timeline.is_live() || self.opened.is_some() {
+            self.held |= forces || rate;
+            return;
+        }
+        if forces {
+            self.send(Command::SetDynamics(dynamics));
+        }
+        if rate {
+            self.send(Command::SetLearningRate(learning_rate));
+        }
+    }
+
+    /// Whether forces changed for a branch wait to be applied (see [`MsbregApp::change_forces`]).
+    pub fn forces_held(&self) -> bool {
+        self.held
+    }
+
+    /// A branch took the held forces with it.
+    pub(crate) fn forces_taken(&mut self) {
+        self.held = false;
     }
 
     /// Waits (tests only) until a snapshot satisfying `done` arrives, polling the channel.

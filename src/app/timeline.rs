@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 use eframe::egui;
 
 use crate::projection::Frame;
-use crate::session::catalog::Origin;
+use crate::session::catalog::{Origin, branches_of};
 use crate::session::{Event, RecordedFrame, Recording, read_events};
 
 /// How often the recording and events files are looked at again.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the runs beside it are looked at for branches of the run.
+const BRANCH_POLL_INTERVAL: Duration = Duration::from_secs(3);
 
 /// Playback speeds offered (recorded seconds per second).
 pub const SPEEDS: [f64; 6] = [0.25, 0.5, 1.0, 2.0, 4.0, 16.0];
@@ -38,6 +40,9 @@ pub struct Timeline {
     last_poll: Option<Instant>,
     /// Where the run forked from, when it is a branch ("branched from X at step k").
     fork: Option<String>,
+    /// The runs that branched from this one, with their steps (marks on the bar).
+    branches: Vec<(PathBuf, u64)>,
+    last_branch_poll: Option<Instant>,
 }
 
 impl Default for Timeline {
@@ -54,6 +59,8 @@ impl Default for Timeline {
             play_from: None,
             last_poll: None,
             fork: None,
+            branches: Vec::new(),
+            last_branch_poll: None,
         }
     }
 }
@@ -115,6 +122,19 @@ impl Timeline {
             },
         }
         self.events = read_events(dir).unwrap_or_default();
+        if force
+            || self
+                .last_branch_poll
+                .is_none_or(|at| at.elapsed() >= BRANCH_POLL_INTERVAL)
+        {
+            self.last_branch_poll = Some(Instant::now());
+            self.branches = branches_of(dir);
+        }
+    }
+
+    /// The runs that branched from this one and the steps they branched at.
+    pub fn branches(&self) -> &[(PathBuf, u64)] {
+        &self.branches
     }
 
     /// The first and last recorded steps.
@@ -386,6 +406,23 @@ fn scrub_ui(timeline: &mut Timeline, first: u64, last: u64, ui: &mut egui::Ui) {
         );
         if pointer.is_some_and(|p| (p.x - x).abs() < 4.0 && (p.y - top).abs() < 12.0) {
             hovered.push(format!("step {}: {}", event.step, event.text));
+        }
+    }
+    // Branches of this run: a taller blue tick where each forked off.
+    for (branch, step) in timeline.branches() {
+        if *step < first || *step > last {
+            continue;
+        }
+        let x = rail.left() + rail_width * (step - first) as f32 / span;
+        let top = rail.bottom() - 4.0;
+        let color = egui::Color32::from_rgb(90, 160, 255);
+        painter.line_segment(
+            [egui::pos2(x, top), egui::pos2(x, top + 10.0)],
+            egui::Stroke::new(2.0, color),
+        );
+        if pointer.is_some_and(|p| (p.x - x).abs() < 4.0 && (p.y - top).abs() < 14.0) {
+            let name = branch.file_name().unwrap_or_default().to_string_lossy();
+            hovered.push(format!("step {step}: branch {name} forked here"));
         }
     }
     if !hovered.is_empty() {

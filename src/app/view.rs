@@ -302,12 +302,22 @@ fn branch_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
                 dynamics: app.dynamics,
                 learning_rate: app.learning_rate,
             })));
+            app.forces_taken();
             if app.opened().is_some() {
                 app.close_folder();
             }
             app.timeline.go_live();
         }
         ui.label(format!("from step {step}"));
+        if app.forces_held() {
+            ui.label(
+                egui::RichText::new(
+                    "forces set here are held for Branch; the live run takes them when you \
+                     go back to it",
+                )
+                .italics(),
+            );
+        }
     });
 }
 

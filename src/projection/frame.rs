@@ -27,8 +27,11 @@ pub fn dequantize(q: i16) -> f32 {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Frame {
     pub step: u64,
-    /// Every grid index is a multiple of this (1: full precision; see [`Coarsener`]).
+    /// Every point's grid index is a multiple of this (1: full precision; see [`Coarsener`]).
     pub grid_step: u16,
+    /// Every view's grid index differs from its point's by a multiple of this (a multiple
+    /// of `grid_step`).
+    pub view_step: u16,
     /// One per displayed point: the projected unit embedding (inside the unit ball).
     pub points: Vec<[f32; 3]>,
     /// The same on the unit sphere (normalised top-3 PCA).
@@ -56,6 +59,7 @@ impl Frame {
         Self {
             step,
             grid_step: 1,
+            view_step: 1,
             sphere: points.iter().copied().map(on_sphere).collect(),
             views_sphere: views
                 .iter()
@@ -93,8 +97,12 @@ impl Frame {
     }
 }
 
-/// The largest grid step [`Coarsener`] takes (64 / 4095: 1.6 % of the ball's radius).
+/// The largest grid step [`Coarsener`] takes for the points (64 / 4095: 1.6 % of the ball's
+/// radius); the views' offsets go to 4x that.
 pub const MAX_GRID_STEP: u16 = 64;
+
+/// The coarsest precision level of [`Coarsener::set_level`].
+pub const MAX_PRECISION_LEVEL: u8 = 4;
 
 /// Precision that follows the motion. While the points move `m` grid steps from one frame to
 /// the next (the median), a frame is snapped to a coarser grid of step `s` (a power of two,
@@ -102,15 +110,32 @@ pub const MAX_GRID_STEP: u16 = 64;
 /// frame, which nobody sees at a few frames a second, while a still or slow cloud keeps full
 /// precision. The app shows the snapped frame, so a replay of the recording is bit for bit;
 /// the recording stores `q / s`, about `log2 s` bits less per coordinate.
+///
+/// The precision level (0 to [`MAX_PRECISION_LEVEL`], set by a recording that keeps to a
+/// byte budget: see `session::Recorder`) trades precision for bytes where it shows least,
+/// the views (the tethers' far ends, two thirds of the coordinates) first. Level 0 is the
+/// above; level 1 snaps each view's offset from its point to 4x the point's step, level 2 to
+/// 8x (at most 4x [`MAX_GRID_STEP`] either way); level 3 also takes the points to `m / 2`,
+/// level 4 to `m`.
 #[derive(Debug, Default)]
 pub struct Coarsener {
     previous: Option<Vec<i16>>,
+    level: u8,
 }
 
 impl Coarsener {
-    /// Forget the previous frame (a new run).
+    /// Forget the previous frame (a new run); the level is kept.
     pub fn reset(&mut self) {
         self.previous = None;
+    }
+
+    /// The precision level of the frames from now on (clamped to [`MAX_PRECISION_LEVEL`]).
+    pub fn set_level(&mut self, level: u8) {
+        self.level = level.min(MAX_PRECISION_LEVEL);
+    }
+
+    pub fn level(&self) -> u8 {
+        self.level
     }
 
     /// `frame` snapped to the grid step its motion allows.
@@ -129,28 +154,45 @@ impl Coarsener {
             }
             _ => 0,
         };
+        // The step is at most `motion / divisor`.
+        let (divisor, view_factor) = match self.level {
+            0 => (4, 1),
+            1 => (4, 4),
+            2 => (4, 8),
+            3 => (2, 8),
+            _ => (1, 8),
+        };
         let mut step = 1u16;
-        while step < MAX_GRID_STEP && i32::from(step) * 2 * 4 <= motion {
+        while step < MAX_GRID_STEP && i32::from(step) * 2 * divisor <= motion {
             step *= 2;
         }
-        let frame = frame.coarsened(step);
+        let view_step = (view_factor * step).min(4 * MAX_GRID_STEP).max(step);
+        let frame = frame.coarsened(step, view_step);
         self.previous = Some(frame.grid());
         frame
     }
 }
 
 impl Frame {
-    /// The frame with every grid index truncated toward zero to a multiple of `step` (so no
-    /// coordinate leaves `[-1, 1]`).
+    /// The frame with every point's grid index truncated toward zero to a multiple of
+    /// `step`, and every view's offset from its (snapped) point to a multiple of `view_step`
+    /// (so no coordinate leaves `[-1, 1]`: a view moves toward its point).
     #[must_use]
-    pub fn coarsened(&self, step: u16) -> Self {
-        if step <= 1 {
-            return self.clone();
+    pub fn coarsened(&self, step: u16, view_step: u16) -> Self {
+        let (s, vs) = (step.max(1).cast_signed(), view_step.max(1).cast_signed());
+        let mut grid = self.grid();
+        let n3 = grid.len() / 3;
+        let (points, views) = grid.split_at_mut(n3);
+        for q in points.iter_mut() {
+            *q = (*q / s) * s;
         }
-        let s = step.cast_signed();
-        let snapped: Vec<i16> = self.grid().iter().map(|&q| (q / s) * s).collect();
-        let mut frame = Self::from_grid_indices(self.step, &snapped).unwrap_or_default();
-        frame.grid_step = step;
+        for (i, v) in views.iter_mut().enumerate() {
+            let p = points[i % n3];
+            *v = p + ((*v - p) / vs) * vs;
+        }
+        let mut frame = Self::from_grid_indices(self.step, &grid).unwrap_or_default();
+        frame.grid_step = step.max(1);
+        frame.view_step = view_step.max(1);
         frame
     }
 }
@@ -181,6 +223,15 @@ impl Framer {
                 .fit_project_spectrum(points, d, &[points, view_a, view_b]);
         let frame = Frame::new(step, &projected[0], &projected[1], &projected[2]);
         (self.coarsener.apply(&frame), spectrum)
+    }
+
+    /// The precision level of the next frames (see [`Coarsener::set_level`]).
+    pub fn set_level(&mut self, level: u8) {
+        self.coarsener.set_level(level);
+    }
+
+    pub fn level(&self) -> u8 {
+        self.coarsener.level()
     }
 }
 
@@ -228,5 +279,73 @@ mod tests {
         for q in [-4095i16, -1, 0, 1, 1234, 4095] {
             assert_eq!(quantize(dequantize(q)), q);
         }
+    }
+
+    #[test]
+    fn precision_levels_coarsen_the_views_first_and_keep_the_ball() {
+        let n = 200;
+        let cloud = |t: f32| -> Vec<[f32; 3]> {
+            (0..n)
+                .map(|i| {
+                    let a = i as f32 * 0.37 + t;
+                    [0.8 * a.sin(), 0.8 * a.cos(), 0.5 * (a * 0.3).sin()]
+                })
+                .collect()
+        };
+        let near = |p: &[[f32; 3]], d: f32| -> Vec<[f32; 3]> {
+            p.iter()
+                .map(|q| q.map(|x| (x + d).clamp(-1.0, 1.0)))
+                .collect()
+        };
+        let mut previous_step = 0;
+        for level in 0..=MAX_PRECISION_LEVEL {
+            let mut coarsener = Coarsener::default();
+            coarsener.set_level(level);
+            let first = cloud(0.0);
+            coarsener.apply(&Frame::new(
+                0,
+                &first,
+                &near(&first, 0.05),
+                &near(&first, -0.07),
+            ));
+            let moved = cloud(0.05);
+            let original = Frame::new(1, &moved, &near(&moved, 0.05), &near(&moved, -0.07));
+            let frame = coarsener.apply(&original);
+            let (s, vs) = (frame.grid_step, frame.view_step);
+            assert!(vs >= s && vs.is_multiple_of(s), "level {level}: {s} {vs}");
+            assert!(s >= previous_step, "coarser or equal with the level");
+            previous_step = s;
+            match level {
+                0 => assert_eq!(vs, s),
+                1 => assert_eq!(vs, (4 * s).min(4 * MAX_GRID_STEP)),
+                _ => assert_eq!(vs, (8 * s).min(4 * MAX_GRID_STEP)),
+            }
+            let grid = frame.grid();
+            let (points, views) = grid.split_at(3 * n);
+            assert!(points.iter().all(|&q| q % s.cast_signed() == 0));
+            for (i, &v) in views.iter().enumerate() {
+                let p = points[i % (3 * n)];
+                assert_eq!((v - p) % vs.cast_signed(), 0, "level {level}");
+            }
+            // Every view lies between its snapped point and where it was, within a view step.
+            let exact = original.grid();
+            for (i, (&v, &x)) in views.iter().zip(&exact[3 * n..]).enumerate() {
+                let p = points[i % (3 * n)];
+                assert!((p.min(x)..=p.max(x)).contains(&v), "{p} {v} {x}");
+                assert!((x - v).abs() < vs.cast_signed(), "{x} {v} {vs}");
+            }
+            assert!(
+                frame
+                    .views
+                    .iter()
+                    .flatten()
+                    .flatten()
+                    .all(|x| x.abs() <= 1.0)
+            );
+        }
+        assert!(
+            previous_step > 1,
+            "the coarsest level took the points coarser"
+        );
     }
 }

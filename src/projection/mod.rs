@@ -17,7 +17,9 @@ mod frame;
 
 use nalgebra::{DMatrix, Matrix3, SymmetricEigen};
 
-pub use frame::{Coarsener, Frame, Framer, GRID, MAX_GRID_STEP, dequantize, quantize};
+pub use frame::{
+    Coarsener, Frame, Framer, GRID, MAX_GRID_STEP, MAX_PRECISION_LEVEL, dequantize, quantize,
+};
 
 /// Coordinates the view draws: 3 per point.
 pub const COMPONENTS: usize = 3;

@@ -44,6 +44,33 @@ impl Origin {
     }
 }
 
+/// The runs beside `dir` (in the same runs directory) that branched from it: each folder
+/// and the step it branched at, in step order.
+pub fn branches_of(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let same = |a: &Path| {
+        a == dir
+            || std::fs::canonicalize(a)
+                .ok()
+                .zip(std::fs::canonicalize(dir).ok())
+                .is_some_and(|(a, b)| a == b)
+    };
+    let Some(Ok(entries)) = dir.parent().map(std::fs::read_dir) else {
+        return Vec::new();
+    };
+    let mut branches: Vec<(PathBuf, u64)> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.is_dir() && path != dir)
+        .filter_map(|path| {
+            let origin = Origin::read(&path)?;
+            let parent = origin.parent?;
+            same(&parent).then(|| (path, origin.parent_step.unwrap_or(0)))
+        })
+        .collect();
+    branches.sort_by_key(|(path, step)| (*step, path.clone()));
+    branches
+}
+
 /// One run of a runs directory: one line of `msbreg runs`, one object of `--json`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunSummary {

@@ -147,7 +147,11 @@ pub(super) fn write_checkpoint(
         std::fs::remove_dir_all(&tmp).map_err(|e| write_err(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| write_err(&tmp, e))?;
-    save(&tmp)?;
+    if let Err(err) = save(&tmp) {
+        // A disk that filled up keeps no half-written checkpoint (the ones before stay).
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(err);
+    }
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(|e| write_err(&final_dir, e))?;
     }

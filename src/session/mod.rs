@@ -36,8 +36,8 @@ pub use image::ImageRun;
 pub use lock::{LOCK_FILE, LockHolder, RunLock, StaleLock, current_writer};
 pub use metrics::{MetricsRecord, nan_diagnostics, read_metrics};
 pub use recording::{
-    RECORDING_FILE, RecordedFrame, Recorder, Recording, RecordingError, RecordingHeader,
-    RecordingWriter,
+    BUDGET_BURST_SECS, RECORDING_FILE, RecordedFrame, Recorder, Recording, RecordingError,
+    RecordingHeader, RecordingWriter,
 };
 pub use sandbox::SandboxRun;
 

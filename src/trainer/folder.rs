@@ -39,6 +39,10 @@ impl Default for RunsDir {
 /// display rate: they are most of a recording's bytes, see `msbreg bench record`).
 pub const APP_EMBEDDINGS_EVERY: u64 = 200;
 
+/// What an hour of an app run's recording may take on average, in bytes: the recorder makes
+/// the frames coarser where that shows least while it runs over (see `session::Recorder`).
+pub const APP_RECORD_BYTES_PER_HOUR: f64 = 50e6;
+
 /// The folder of the run on screen, held for writing.
 pub(crate) struct AppFolder {
     writer: RunWriter,
@@ -70,7 +74,8 @@ impl AppFolder {
         let writer = RunWriter::create(&path, false)?;
         writer.write_config(run.settings())?;
         origin.write(&path)?;
-        let recorder = Recorder::create(&path.join(RECORDING_FILE), run, APP_EMBEDDINGS_EVERY)?;
+        let recorder = Recorder::create(&path.join(RECORDING_FILE), run, APP_EMBEDDINGS_EVERY)?
+            .with_budget(APP_RECORD_BYTES_PER_HOUR);
         let events = EventsWriter::append(&path)?;
         let metrics = writer.metrics_writer()?;
         let notes = enforce_cap(&runs.dir, runs.cap_bytes, &path);
@@ -123,6 +128,11 @@ impl AppFolder {
             settings.dynamics(),
             settings.learning_rate(),
         )
+    }
+
+    /// The precision level the recording asks the next frames for (`Framer::set_level`).
+    pub fn precision_level(&self) -> u8 {
+        self.recorder.precision_level()
     }
 
     /// A checkpoint of `run` at its step (branches replay from the nearest); older ones are

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
 
-pub use folder::{APP_EMBEDDINGS_EVERY, RunsDir};
+pub use folder::{APP_EMBEDDINGS_EVERY, APP_RECORD_BYTES_PER_HOUR, RunsDir};
 pub use messages::{
     BranchRequest, Command, DisplayDiagnostics, Frame, MetricsPoint, Preview, RunInfo, Snapshot,
 };

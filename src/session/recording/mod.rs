@@ -2,7 +2,7 @@
 //! run showed or would show, and at a lower rate the full D-dimensional display embeddings
 //! (so that a replay can re-project), each with its step, time and the dynamics in force.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //! ```text
 //! header: "MSBREC\0\x1a"  u32 version  u32 len  postcard(RecordingHeader)  u32 crc32
 //! chunk:  "CHNK"  u32 len  u32 crc32  u64 first_step  u64 last_step  u32 frames
@@ -32,6 +32,10 @@
 //! types are plain Rust structs with derives. The coordinates are the 16-bit grid indices of
 //! [`Frame`] (see `projection::frame`), delta-coded and split into byte planes before zstd:
 //! particles move little between two frames, so the high bytes are nearly all zero.
+//!
+//! Version 1 (stop 14 of issue 9) had no `view_step` in a frame's metadata: its views are
+//! on the points' grid step. It is still read, and `train --resume` on a version-1 recording
+//! rewrites it as version 2 first ([`RecordingWriter::resume`]).
 
 mod reader;
 mod writer;
@@ -42,15 +46,15 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use reader::Recording;
-pub use writer::{Recorder, RecordingWriter, header_for};
+pub use writer::{BUDGET_BURST_SECS, Recorder, RecordingWriter, header_for};
 
 use crate::method::Dynamics;
 use crate::projection::Frame;
 
 /// The recording's file name in a run folder.
 pub const RECORDING_FILE: &str = "recording.msbrec";
-/// The format version this build writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes, and the newest it reads (it reads all before it).
+pub const FORMAT_VERSION: u32 = 2;
 /// A chunk is written once it holds this many frames...
 pub const CHUNK_FRAMES: usize = 64;
 /// ...or once its first frame is this many seconds old.
@@ -154,11 +158,36 @@ pub struct RecordedEmbeddings {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) struct FrameMeta {
     pub(super) step: u64,
-    /// The frame's grid step (its indices are multiples of it).
+    /// The frame's grid step (its points' indices are multiples of it).
+    pub(super) grid_step: u16,
+    /// Its views' offsets from their points are multiples of this.
+    pub(super) view_step: u16,
+    pub(super) millis: u64,
+    pub(super) dynamics: Dynamics,
+    pub(super) learning_rate: f64,
+}
+
+/// [`FrameMeta`] in format version 1 (the views on the points' step).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct FrameMetaV1 {
+    pub(super) step: u64,
     pub(super) grid_step: u16,
     pub(super) millis: u64,
     pub(super) dynamics: Dynamics,
     pub(super) learning_rate: f64,
+}
+
+impl From<FrameMetaV1> for FrameMeta {
+    fn from(v1: FrameMetaV1) -> Self {
+        Self {
+            step: v1.step,
+            grid_step: v1.grid_step,
+            view_step: v1.grid_step,
+            millis: v1.millis,
+            dynamics: v1.dynamics,
+            learning_rate: v1.learning_rate,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -169,9 +198,11 @@ pub(super) struct StoredEmbeddings {
     pub(super) planes: Vec<u8>,
 }
 
+/// A chunk's contents; `M` is the frame metadata of the format version ([`FrameMeta`],
+/// [`FrameMetaV1`]).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub(super) struct ChunkBody {
-    pub(super) metas: Vec<FrameMeta>,
+pub(super) struct ChunkBody<M = FrameMeta> {
+    pub(super) metas: Vec<M>,
     /// Grid values per frame.
     pub(super) values: u32,
     /// The predictor of the residuals in `coords` (see `predict`).
@@ -242,9 +273,20 @@ fn predict(history: &[Vec<i16>], i: usize, linear: bool) -> i16 {
     }
 }
 
-/// The residuals of `frames` (views relative to their points, each frame divided by its
-/// grid step `steps[f]`) against the prediction, divided the same way.
-fn residuals(frames: &[Vec<i16>], steps: &[u16], linear: bool) -> Vec<Vec<u16>> {
+/// The grid steps of a frame's points and of its views' offsets.
+pub(super) type Steps = (u16, u16);
+
+/// The step value `i` of a frame of `values` is divided by: the points' (the first third),
+/// else the views'.
+fn step_of(i: usize, values: usize, (points, views): Steps) -> i16 {
+    if i < values / 3 { points } else { views }
+        .max(1)
+        .cast_signed()
+}
+
+/// The residuals of `frames` (views relative to their points, each value divided by its
+/// frame's step in `steps`) against the prediction, divided the same way.
+fn residuals(frames: &[Vec<i16>], steps: &[Steps], linear: bool) -> Vec<Vec<u16>> {
     let relative: Vec<Vec<i16>> = frames
         .iter()
         .map(|frame| {
@@ -255,11 +297,12 @@ fn residuals(frames: &[Vec<i16>], steps: &[u16], linear: bool) -> Vec<Vec<u16>> 
         .collect();
     (0..relative.len())
         .map(|f| {
-            let s = steps[f].max(1).cast_signed();
+            let values = relative[f].len();
             relative[f]
                 .iter()
                 .enumerate()
                 .map(|(i, &q)| {
+                    let s = step_of(i, values, steps[f]);
                     let predicted = predict(&relative[..f], i, linear).div_euclid(s);
                     zigzag((q / s).wrapping_sub(predicted))
                 })
@@ -268,10 +311,11 @@ fn residuals(frames: &[Vec<i16>], steps: &[u16], linear: bool) -> Vec<Vec<u16>> 
         .collect()
 }
 
-/// The frames' grids (each a multiple of its step in `steps`) as residuals in two byte
+/// The frames' grids (each point a multiple of its frame's points' step in `steps`, each
+/// view's offset from its point a multiple of the views' step) as residuals in two byte
 /// planes (all low bytes, then all high bytes), with the predictor that made them smaller
 /// (`true`: linear).
-pub(super) fn encode_coords(frames: &[Vec<i16>], steps: &[u16]) -> (Vec<u8>, bool) {
+pub(super) fn encode_coords(frames: &[Vec<i16>], steps: &[Steps]) -> (Vec<u8>, bool) {
     let cost = |r: &[Vec<u16>]| -> u64 { r.iter().flatten().map(|&u| u64::from(u)).sum() };
     let previous = residuals(frames, steps, false);
     let linear = residuals(frames, steps, true);
@@ -295,7 +339,7 @@ pub(super) fn encode_coords(frames: &[Vec<i16>], steps: &[u16]) -> (Vec<u8>, boo
 pub(super) fn decode_coords(
     bytes: &[u8],
     values: usize,
-    steps: &[u16],
+    steps: &[Steps],
     linear: bool,
 ) -> Option<Vec<Vec<i16>>> {
     let frames = steps.len();
@@ -306,9 +350,9 @@ pub(super) fn decode_coords(
     let (low, high) = bytes.split_at(count);
     let mut relative: Vec<Vec<i16>> = Vec::with_capacity(frames);
     for (f, &step) in steps.iter().enumerate() {
-        let s = step.max(1).cast_signed();
         let frame: Vec<i16> = (0..values)
             .map(|i| {
+                let s = step_of(i, values, step);
                 let at = f * values + i;
                 let residual = unzigzag(u16::from_le_bytes([low[at], high[at]]));
                 let predicted = predict(&relative, i, linear).div_euclid(s);
@@ -371,29 +415,161 @@ mod tests {
             vec![2, 4095, -300, -4095, 4095, 0, 7, 8, 9],
             vec![-5, 0, 0, 0, 0, 0, 4095, 4095, 4095],
         ];
-        let (bytes, linear) = encode_coords(&frames, &[1, 1, 1]);
+        let (bytes, linear) = encode_coords(&frames, &[(1, 1); 3]);
         assert_eq!(
-            decode_coords(&bytes, 9, &[1, 1, 1], linear),
+            decode_coords(&bytes, 9, &[(1, 1); 3], linear),
             Some(frames.clone())
         );
-        assert_eq!(decode_coords(&bytes, 9, &[1, 1], linear), None);
+        assert_eq!(decode_coords(&bytes, 9, &[(1, 1); 2], linear), None);
         // A steady drift is all zeros after the first two frames under the linear predictor.
         let drift: Vec<Vec<i16>> = (0..5i16).map(|t| vec![t * 7; 9]).collect();
-        let (bytes, linear) = encode_coords(&drift, &[1; 5]);
+        let (bytes, linear) = encode_coords(&drift, &[(1, 1); 5]);
         assert!(linear);
-        assert_eq!(decode_coords(&bytes, 9, &[1; 5], true), Some(drift));
+        assert_eq!(decode_coords(&bytes, 9, &[(1, 1); 5], true), Some(drift));
         // Coarse frames (multiples of their step, views too) come back exactly.
         let coarse = vec![
             vec![64i16, -4032, 320, 0, 4032, 256, -64, 0, -4032],
             vec![8, 4088, -296, -4088, 4088, 0, 8, 16, 24],
         ];
-        let (bytes, linear) = encode_coords(&coarse, &[64, 8]);
-        assert_eq!(decode_coords(&bytes, 9, &[64, 8], linear), Some(coarse));
+        let (bytes, linear) = encode_coords(&coarse, &[(64, 64), (8, 8)]);
+        assert_eq!(
+            decode_coords(&bytes, 9, &[(64, 64), (8, 8)], linear),
+            Some(coarse)
+        );
+        // Views whose offsets from their point are multiples of a coarser step than the
+        // points' come back exactly, and cost fewer bytes than at the points' step.
+        let views_coarse = vec![
+            vec![
+                64i16,
+                -4032,
+                320,
+                64 + 256,
+                -4032,
+                320 - 512,
+                64 - 1024,
+                -4032 + 256,
+                320,
+            ],
+            vec![
+                8,
+                4088,
+                -296,
+                8 - 32,
+                4088 - 4096,
+                -296 + 64,
+                8,
+                4088 - 32,
+                -296 + 96,
+            ],
+        ];
+        let steps = [(64, 256), (8, 32)];
+        let (bytes, linear) = encode_coords(&views_coarse, &steps);
+        assert_eq!(decode_coords(&bytes, 9, &steps, linear), Some(views_coarse));
         let rows = [1.5f32, -0.0, 0.333_333, -1.0];
         let planes = shuffle_f16(&[&rows]);
         let back = unshuffle_f16(&planes).expect("whole halves");
         for (a, b) in rows.iter().zip(&back) {
             assert!((a - b).abs() < 1e-3, "{a} {b}");
         }
+    }
+
+    /// A version-1 recording (views on the points' step, no `view_step`) of `frames`.
+    fn write_v1(path: &std::path::Path, frames: &[Frame]) {
+        let header = RecordingHeader {
+            points: frames[0].points.len() as u32,
+            embed_dim: 4,
+            labels: vec![0; frames[0].points.len()],
+            class_names: vec!["a".to_owned()],
+            describe: "v1".to_owned(),
+            started_unix_ms: 1,
+        };
+        let head = postcard::to_allocvec(&header).expect("header");
+        let mut bytes = Vec::new();
+        bytes.extend(MAGIC);
+        bytes.extend(1u32.to_le_bytes());
+        bytes.extend((head.len() as u32).to_le_bytes());
+        bytes.extend(&head);
+        bytes.extend(crc32fast::hash(&head).to_le_bytes());
+        let grids: Vec<Vec<i16>> = frames.iter().map(Frame::grid).collect();
+        let steps: Vec<Steps> = frames.iter().map(|f| (f.grid_step, f.grid_step)).collect();
+        let (coords, linear) = encode_coords(&grids, &steps);
+        let body = ChunkBody {
+            metas: frames
+                .iter()
+                .map(|f| FrameMetaV1 {
+                    step: f.step,
+                    grid_step: f.grid_step,
+                    millis: 10 * f.step,
+                    dynamics: Dynamics::default(),
+                    learning_rate: 0.5,
+                })
+                .collect(),
+            values: grids[0].len() as u32,
+            linear,
+            coords,
+            embeddings: Vec::new(),
+        };
+        let compressed =
+            zstd::bulk::compress(&postcard::to_allocvec(&body).expect("body"), 3).expect("zstd");
+        bytes.extend(CHUNK_MAGIC);
+        bytes.extend((compressed.len() as u32).to_le_bytes());
+        bytes.extend(crc32fast::hash(&compressed).to_le_bytes());
+        bytes.extend(frames[0].step.to_le_bytes());
+        bytes.extend(frames[frames.len() - 1].step.to_le_bytes());
+        bytes.extend((frames.len() as u32).to_le_bytes());
+        bytes.extend(0u32.to_le_bytes());
+        bytes.extend(&compressed);
+        std::fs::write(path, bytes).expect("write");
+    }
+
+    #[test]
+    fn a_version_1_recording_reads_and_resumes_as_version_2() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(RECORDING_FILE);
+        let frame = |t: u64, step: u16| {
+            let x = 0.01 * t as f32;
+            Frame::new(
+                t,
+                &[[x, -0.5, 0.25], [0.9, x, -x]],
+                &[[x + 0.1, -0.4, 0.2], [0.8, x, 0.1]],
+                &[[x - 0.1, -0.6, 0.3], [0.7, 0.2, -x]],
+            )
+            .coarsened(step, step)
+        };
+        let frames = vec![frame(1, 1), frame(2, 8), frame(3, 4)];
+        write_v1(&path, &frames);
+        let mut recording = Recording::open_file(&path).expect("a version-1 recording opens");
+        assert_eq!(recording.version(), 1);
+        let read: Vec<Frame> = recording
+            .all_frames()
+            .expect("frames")
+            .iter()
+            .map(|f| (*f.frame).clone())
+            .collect();
+        assert_eq!(
+            read, frames,
+            "bit for bit, view steps from the points' step"
+        );
+        // Resuming rewrites it in this version, frames unchanged, and appends after them.
+        let mut writer = RecordingWriter::resume(&path, 3).expect("resumes");
+        let next = frame(4, 2).coarsened(2, 8);
+        writer
+            .push(&next, 40, Dynamics::default(), 0.5)
+            .expect("push");
+        writer.flush().expect("flush");
+        drop(writer);
+        let mut recording = Recording::open_file(&path).expect("opens");
+        assert_eq!(recording.version(), FORMAT_VERSION);
+        let mut expected = frames;
+        expected.push(next);
+        let read: Vec<Frame> = recording
+            .all_frames()
+            .expect("frames")
+            .iter()
+            .map(|f| (*f.frame).clone())
+            .collect();
+        assert_eq!(read, expected);
+        assert_eq!(read[3].view_step, 8);
+        assert!(!dir.path().join("recording.msbrec.upgrading").exists());
     }
 }

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    CHUNK_HEADER_LEN, CHUNK_MAGIC, ChunkBody, ChunkEntry, DecodedChunk, FORMAT_VERSION, MAGIC,
-    MAX_CHUNK_BYTES, MAX_HEADER_BYTES, RECORDING_FILE, RecordedEmbeddings, RecordedFrame,
-    RecordingError, RecordingHeader, decode_coords, unshuffle_f16,
+    CHUNK_HEADER_LEN, CHUNK_MAGIC, ChunkBody, ChunkEntry, DecodedChunk, FORMAT_VERSION, FrameMeta,
+    FrameMetaV1, MAGIC, MAX_CHUNK_BYTES, MAX_HEADER_BYTES, RECORDING_FILE, RecordedEmbeddings,
+    RecordedFrame, RecordingError, RecordingHeader, decode_coords, unshuffle_f16,
 };
 use crate::projection::Frame;
 
@@ -17,6 +17,8 @@ use crate::projection::Frame;
 pub struct Recording {
     path: PathBuf,
     pub(super) header: RecordingHeader,
+    /// The format version it was written in.
+    pub(super) version: u32,
     pub(super) chunks: Vec<ChunkEntry>,
     /// The end of the last complete chunk.
     pub(super) end: u64,
@@ -88,6 +90,7 @@ impl Recording {
         let mut recording = Self {
             path: path.to_owned(),
             header,
+            version,
             chunks: Vec::new(),
             end: 16 + u64::from(len) + 4,
             tail: None,
@@ -161,6 +164,11 @@ impl Recording {
         &self.path
     }
 
+    /// The format version it was written in.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
     pub fn header(&self) -> &RecordingHeader {
         &self.header
     }
@@ -229,11 +237,27 @@ impl Recording {
         }
         let raw =
             zstd::stream::decode_all(compressed.as_slice()).map_err(|e| bad(e.to_string()))?;
-        let body: ChunkBody = postcard::from_bytes(&raw).map_err(|e| bad(e.to_string()))?;
+        let body: ChunkBody = if self.version == 1 {
+            let v1: ChunkBody<FrameMetaV1> =
+                postcard::from_bytes(&raw).map_err(|e| bad(e.to_string()))?;
+            ChunkBody {
+                metas: v1.metas.into_iter().map(FrameMeta::from).collect(),
+                values: v1.values,
+                linear: v1.linear,
+                coords: v1.coords,
+                embeddings: v1.embeddings,
+            }
+        } else {
+            postcard::from_bytes(&raw).map_err(|e| bad(e.to_string()))?
+        };
         let grids = decode_coords(
             &body.coords,
             body.values as usize,
-            &body.metas.iter().map(|m| m.grid_step).collect::<Vec<_>>(),
+            &body
+                .metas
+                .iter()
+                .map(|m| (m.grid_step, m.view_step))
+                .collect::<Vec<_>>(),
             body.linear,
         )
         .ok_or_else(|| bad("its coordinates do not add up".to_owned()))?;
@@ -245,6 +269,7 @@ impl Recording {
                 let mut frame = Frame::from_grid_indices(meta.step, &grid)
                     .ok_or_else(|| bad("a frame's coordinates are not 9 per point".to_owned()))?;
                 frame.grid_step = meta.grid_step;
+                frame.view_step = meta.view_step;
                 Ok(RecordedFrame {
                     frame: Arc::new(frame),
                     millis: meta.millis,

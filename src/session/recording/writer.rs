@@ -11,7 +11,7 @@ use super::{
     now_unix_ms, shuffle_f16, zstd_level,
 };
 use crate::method::Dynamics;
-use crate::projection::Frame;
+use crate::projection::{Frame, MAX_PRECISION_LEVEL};
 
 /// Appends frames to a recording. See the module docs for when chunks are written.
 pub struct RecordingWriter {
@@ -73,8 +73,14 @@ impl RecordingWriter {
     /// Continues the recording at `path` from a run resumed at step `step`: chunks after a
     /// torn end (a killed writer) are cut off, and so are the frames after `step` (the resumed
     /// run records them again). The frames of a chunk that straddles `step` are kept, pending.
+    /// A recording of an older format version is rewritten in this one first (frames and
+    /// embeddings as they were, through a temporary file renamed over it).
     pub fn resume(path: &Path, step: u64) -> Result<Self, RecordingError> {
         let mut recording = Recording::open_file(path)?;
+        if recording.version() < FORMAT_VERSION {
+            Self::upgrade(path, &mut recording)?;
+            recording = Recording::open_file(path)?;
+        }
         let keep = recording
             .chunks
             .iter()
@@ -123,6 +129,41 @@ impl RecordingWriter {
             }
         }
         Ok(writer)
+    }
+
+    /// Rewrites `recording` (at `path`) in this format version, chunk for chunk.
+    fn upgrade(path: &Path, recording: &mut Recording) -> Result<(), RecordingError> {
+        let mut name = path.file_name().unwrap_or_default().to_owned();
+        name.push(".upgrading");
+        let temporary = path.with_file_name(name);
+        let _ = std::fs::remove_file(&temporary);
+        let mut writer = Self::create(&temporary, recording.header().clone())?;
+        for index in 0..recording.chunks().len() {
+            let chunk = recording.chunk(index)?;
+            for e in &chunk.embeddings {
+                writer.push_embeddings(e.step, e.dim, &e.rows);
+            }
+            for recorded in &chunk.frames {
+                writer.pending.push((
+                    FrameMeta {
+                        step: recorded.frame.step,
+                        grid_step: recorded.frame.grid_step.max(1),
+                        view_step: recorded.frame.view_step.max(1),
+                        millis: recorded.millis,
+                        dynamics: recorded.dynamics,
+                        learning_rate: recorded.learning_rate,
+                    },
+                    recorded.frame.grid(),
+                ));
+            }
+            writer.flush()?;
+        }
+        drop(writer);
+        std::fs::rename(&temporary, path).map_err(|e| RecordingError::Write {
+            path: path.to_owned(),
+            reason: format!("rewriting it in format version {FORMAT_VERSION}: {e}"),
+            kept_through: 0,
+        })
     }
 
     fn with_file(path: &Path, file: File, header: RecordingHeader, end: u64) -> Self {
@@ -195,6 +236,7 @@ impl RecordingWriter {
         let meta = FrameMeta {
             step: frame.step,
             grid_step: frame.grid_step.max(1),
+            view_step: frame.view_step.max(1),
             millis,
             dynamics,
             learning_rate,
@@ -235,7 +277,7 @@ impl RecordingWriter {
             .chain(embeddings.iter().map(|e| e.step));
         let first_step = steps.clone().min().unwrap_or(0);
         let last_step = steps.max().unwrap_or(0);
-        let steps: Vec<u16> = metas.iter().map(|m| m.grid_step).collect();
+        let steps: Vec<(u16, u16)> = metas.iter().map(|m| (m.grid_step, m.view_step)).collect();
         let (coords, linear) = encode_coords(&grids, &steps);
         let body = ChunkBody {
             values: grids.first().map_or(0, |g| g.len() as u32),
@@ -306,6 +348,71 @@ pub struct Recorder {
     start: Instant,
     /// Milliseconds the run had run before this recorder started (a resumed run).
     base_millis: u64,
+    budget: Option<ByteBudget>,
+}
+
+/// Keeps a recording under a byte rate: a leaky bucket that fills at [`BUDGET_AIM`] of the
+/// rate (up to [`BUDGET_BURST_SECS`] of it) and empties by every chunk written, so that any
+/// hour holds at most the aim plus one burst (45.4 MB of a 50 MB budget), whatever the
+/// levels do in between. While it runs low, the precision
+/// level of the frames goes up a step per chunk that drained it further (coarser: see
+/// `projection::Coarsener`), and back down while it is more than three quarters full. The frames are snapped before they
+/// are shown, so a replay still shows what the live view showed.
+#[derive(Debug)]
+struct ByteBudget {
+    bytes_per_sec: f64,
+    capacity: f64,
+    allowance: f64,
+    level: u8,
+    /// When the allowance was last brought up to date, and the bytes on disk then.
+    updated: Instant,
+    counted: u64,
+}
+
+/// The share of a budget's rate a recording aims at (the rest is the margin for the burst).
+pub const BUDGET_AIM: f64 = 0.9;
+
+/// Seconds of a budget's rate its bucket holds: a recording's first this many seconds may
+/// run over the rate (an hour then holds at most this much more than the rate allows).
+pub const BUDGET_BURST_SECS: f64 = 30.0;
+
+impl ByteBudget {
+    fn new(bytes_per_hour: f64, bytes_on_disk: u64) -> Self {
+        let bytes_per_sec = BUDGET_AIM * bytes_per_hour / 3600.0;
+        let capacity = bytes_per_sec * BUDGET_BURST_SECS;
+        Self {
+            bytes_per_sec,
+            capacity,
+            allowance: capacity,
+            level: 0,
+            updated: Instant::now(),
+            counted: bytes_on_disk,
+        }
+    }
+
+    /// Accounts for the bytes on disk now; adjusts the level after each chunk.
+    fn update(&mut self, bytes_on_disk: u64) {
+        if bytes_on_disk == self.counted {
+            return;
+        }
+        let secs = self.updated.elapsed().as_secs_f64();
+        self.updated = Instant::now();
+        self.account(bytes_on_disk, secs);
+    }
+
+    /// [`ByteBudget::update`] with `secs` since the last one.
+    fn account(&mut self, bytes_on_disk: u64, secs: f64) {
+        let written = bytes_on_disk.saturating_sub(self.counted) as f64;
+        self.counted = bytes_on_disk;
+        let refill = secs * self.bytes_per_sec;
+        self.allowance = (self.allowance + refill).min(self.capacity) - written;
+        // Coarser only while still draining: the level that holds the rate is as far as it goes.
+        if self.allowance < self.capacity / 4.0 && written > refill {
+            self.level = (self.level + 1).min(MAX_PRECISION_LEVEL);
+        } else if self.allowance > self.capacity * 0.75 {
+            self.level = self.level.saturating_sub(1);
+        }
+    }
 }
 
 impl Recorder {
@@ -358,7 +465,22 @@ impl Recorder {
             frames: 0,
             start: Instant::now(),
             base_millis,
+            budget: None,
         }
+    }
+
+    /// Keeps the recording under `bytes_per_hour` from now on (see `ByteBudget`), by the
+    /// precision level it asks the frames for ([`Recorder::precision_level`]).
+    #[must_use]
+    pub fn with_budget(mut self, bytes_per_hour: f64) -> Self {
+        self.budget = Some(ByteBudget::new(bytes_per_hour, self.writer.bytes()));
+        self
+    }
+
+    /// The precision level the next frames should be made at (`Framer::set_level`): 0
+    /// without a budget or while within it.
+    pub fn precision_level(&self) -> u8 {
+        self.budget.as_ref().map_or(0, |b| b.level)
     }
 
     /// Records `frame`, and with it the points' embeddings `rows[0]` (of `[points, view_a,
@@ -376,12 +498,23 @@ impl Recorder {
             self.writer.push_embeddings(frame.step, dim, &rows[0]);
         }
         self.frames += 1;
-        self.writer.push(frame, millis, dynamics, learning_rate)
+        let pushed = self.writer.push(frame, millis, dynamics, learning_rate);
+        self.account();
+        pushed
     }
 
     /// Writes the pending frames as a chunk (on pause and at the end).
     pub fn flush(&mut self) -> Result<(), RecordingError> {
-        self.writer.flush()
+        let flushed = self.writer.flush();
+        self.account();
+        flushed
+    }
+
+    fn account(&mut self) {
+        let bytes = self.writer.bytes();
+        if let Some(budget) = &mut self.budget {
+            budget.update(bytes);
+        }
     }
 
     pub fn writer(&self) -> &RecordingWriter {
@@ -399,5 +532,50 @@ pub fn header_for(run: &dyn crate::session::Run) -> RecordingHeader {
         class_names: display.class_names.clone(),
         describe: run.settings().describe(),
         started_unix_ms: now_unix_ms(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recording whose chunks (one per 5 s) take `per_level[level]` times the aimed rate:
+    /// the bytes of an hour, and the frames' levels.
+    fn an_hour(per_level: [f64; 5]) -> (f64, Vec<u8>) {
+        let budget_per_hour = 50e6;
+        let mut budget = ByteBudget::new(budget_per_hour, 0);
+        let mut bytes = 0.0;
+        let mut levels = Vec::new();
+        for _ in 0..720 {
+            levels.push(budget.level);
+            bytes += per_level[usize::from(budget.level)] * budget.bytes_per_sec * 5.0;
+            budget.account(bytes as u64, 5.0);
+        }
+        (bytes, levels)
+    }
+
+    #[test]
+    fn the_budget_holds_an_hour_under_it_and_costs_nothing_within_it() {
+        // Level 0 alone runs 2.5x over; the coarser levels 2.0, 1.4, 1.1, 0.7x.
+        let (bytes, levels) = an_hour([2.5, 2.0, 1.4, 1.1, 0.7]);
+        assert!(bytes <= 50e6, "{bytes} bytes in an hour");
+        assert!(levels.contains(&4), "it had to go to the coarsest level");
+        assert_eq!(levels[0], 0, "a recording starts at full precision");
+        // Within the budget at full precision: level 0 throughout.
+        let (bytes, levels) = an_hour([0.8, 0.6, 0.5, 0.4, 0.3]);
+        assert!(bytes <= 0.8 * 45e6 + 1.0, "{bytes}");
+        assert!(levels.iter().all(|&l| l == 0), "{levels:?}");
+        // Over at full precision: never coarser than the first level that holds the rate.
+        let (bytes, levels) = an_hour([1.2, 0.9, 0.8, 0.7, 0.6]);
+        assert!(bytes <= 50e6, "{bytes}");
+        assert!(levels.iter().all(|&l| l <= 1), "{levels:?}");
+        // The full bucket lets it start at full precision for a while.
+        assert!(
+            levels.iter().take_while(|&&l| l == 0).count() > 10,
+            "{levels:?}"
+        );
+        let (bytes, levels) = an_hour([2.5, 2.0, 0.95, 0.7, 0.6]);
+        assert!(bytes <= 50e6, "{bytes}");
+        assert!(levels.iter().all(|&l| l <= 2), "{levels:?}");
     }
 }

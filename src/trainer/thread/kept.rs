@@ -13,6 +13,8 @@ use crate::trainer::folder::AppFolder;
 impl TrainerState<'_> {
     /// Writes what the open run folder has pending and lets it go (its lock with it).
     pub(super) fn close_folder(&mut self) {
+        // The next run's recording starts within its budget, at full precision.
+        self.framer.set_level(0);
         if let Some(mut folder) = self.folder.take()
             && let Err(err) = folder.flush()
         {

@@ -489,6 +489,7 @@ impl<'a> TrainerState<'a> {
                 .record(&frame, &rows, &**run)
                 .map_err(SessionError::from)
                 .and_then(|()| folder.log(&record));
+            self.framer.set_level(folder.precision_level());
             if let Err(err) = written {
                 self.running = false;
                 self.error = Some(format!(
