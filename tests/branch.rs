@@ -12,11 +12,15 @@ use egui_kittest::kittest::Queryable as _;
 
 use kit::{WAIT, cpu, harness, run_until, sandbox_options};
 use msbreg::app::{Timeline, WorkloadSettings};
+use msbreg::config::{Preset, Workload};
 use msbreg::data::sandbox::SandboxKind;
 use msbreg::method::StepReport;
 use msbreg::session::catalog::{Origin, PIN_FILE};
-use msbreg::session::read_events;
+use msbreg::session::{list_checkpoints, read_events};
 use msbreg::trainer::{BranchRequest, Command, RunsDir, Snapshot, Trainer};
+
+/// The steps in the config of the run the branch test trains (well past them).
+const CONFIG_STEPS: u64 = 10;
 
 fn runs_in(dir: &Path) -> RunsDir {
     RunsDir {
@@ -50,7 +54,10 @@ fn gather(
 #[test]
 fn a_branch_with_unchanged_settings_reproduces_its_parent_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let workload = WorkloadSettings::sandbox(SandboxKind::Gaussians).workload();
+    // A run of 10 steps by its config: the app trains on past them, and branches too.
+    let mut config = Preset::Msbreg.config();
+    config.steps = CONFIG_STEPS as usize;
+    let workload = Workload::Sandbox(config);
     let mut trainer = Trainer::spawn_keeping(
         &cpu(),
         workload,
@@ -60,11 +67,34 @@ fn a_branch_with_unchanged_settings_reproduces_its_parent_exactly() {
     )
     .expect("spawns");
     let mut parent = BTreeMap::new();
-    gather(&trainer, &mut parent, |s| s.step >= 40);
+    let running = gather(&trainer, &mut parent, |s| {
+        s.step >= 40 && s.folder.is_some()
+    });
+    let kept = running.folder.clone().expect("kept");
+    // Training on until a checkpoint past the config's steps (one every 2 s of training).
+    gather(&trainer, &mut parent, |_| {
+        list_checkpoints(&kept).is_ok_and(|c| c.iter().any(|(at, _)| *at > CONFIG_STEPS))
+    });
     trainer.send(Command::Pause);
     let paused = gather(&trainer, &mut parent, |s| !s.running && s.folder.is_some());
     let end = paused.step;
     let parent_dir = paused.folder.clone().expect("kept");
+
+    // A branch that cannot be made says why; the run on screen stays in its folder.
+    trainer.send(Command::Branch(Box::new(BranchRequest {
+        parent: parent_dir.clone(),
+        step: 5,
+        dynamics: paused.dynamics,
+        learning_rate: -1.0,
+    })));
+    let refused = gather(&trainer, &mut BTreeMap::new(), |s| s.error.is_some());
+    let error = refused.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("cannot branch") && error.contains("learning rate"),
+        "{error}"
+    );
+    assert_eq!(refused.folder.as_deref(), Some(parent_dir.as_path()));
+    assert_eq!(refused.info.run_id, paused.info.run_id);
 
     let k = 15;
     trainer.send(Command::Branch(Box::new(BranchRequest {
@@ -103,18 +133,21 @@ fn a_branch_with_unchanged_settings_reproduces_its_parent_exactly() {
         "{events:?}"
     );
 
-    // A branch with the Brownian force off acts with it off.
+    // A branch with the Brownian force off acts with it off; from the paused step, past the
+    // config's steps, it starts from a checkpoint past them.
     let mut dynamics = paused.dynamics;
     dynamics.brownian.on = false;
     trainer.send(Command::Branch(Box::new(BranchRequest {
         parent: parent_dir,
-        step: k,
+        step: end,
         dynamics,
         learning_rate: paused.learning_rate,
     })));
     let changed = gather(&trainer, &mut BTreeMap::new(), |s| {
-        s.info.run_id != last.info.run_id && s.step == k
+        s.info.run_id != last.info.run_id && (s.step == end || s.error.is_some())
     });
+    assert!(changed.error.is_none(), "{:?}", changed.error);
+    assert_eq!(changed.step, end);
     assert!(!changed.dynamics.brownian.on);
     trainer.shutdown(Duration::from_secs(30)).expect("stops");
 }
@@ -158,6 +191,11 @@ fn branch_compare_and_the_run_browser_by_their_buttons() {
         app.timeline
             .fork()
             .is_some_and(|f| f.contains("branched from"))
+    });
+    // The branch starts paused, its first frame already on its timeline.
+    assert!(!harness.state().latest().is_some_and(|s| s.running));
+    run_until(&mut harness, "the branch's first frame recorded", |app| {
+        app.timeline.range() == Some((at, at))
     });
     // The parent's timeline has a mark where the branch forked.
     let mut parents_timeline = Timeline::default();

@@ -77,8 +77,13 @@ impl TrainerState<'_> {
     /// new settings applied, kept in a new folder once it steps. On failure the run on screen
     /// stays, with the reason.
     pub(super) fn branch(&mut self, request: &BranchRequest) {
-        // The parent may be the run on screen: what it has pending goes to disk first.
-        self.close_folder();
+        // The parent may be the run on screen: what it has pending goes to disk first (its
+        // folder stays open: on failure that run goes on in it).
+        if let Some(folder) = &mut self.folder
+            && let Err(err) = folder.flush()
+        {
+            self.error = Some(err.to_string());
+        }
         let checked = validate_dynamics(&request.dynamics)
             .map_err(|e| e.to_string())
             .and_then(|()| {
@@ -97,6 +102,7 @@ impl TrainerState<'_> {
         });
         match replayed {
             Ok((mut run, replayed)) => {
+                self.close_folder();
                 let change = request.dynamics.describe_change(&run.settings().dynamics());
                 run.settings_mut().set_dynamics(request.dynamics);
                 run.settings_mut().set_learning_rate(request.learning_rate);
@@ -118,8 +124,15 @@ impl TrainerState<'_> {
                         format!(": {change}")
                     }
                 );
-                // The branch is kept from its first frame on.
-                if !self.open_folder() {
+                // The branch is kept from its first frame on, written at once (it starts
+                // paused): its timeline shows the fork before it trains a step.
+                if self.open_folder() {
+                    if let Some(folder) = &mut self.folder
+                        && let Err(err) = folder.flush()
+                    {
+                        self.error = Some(err.to_string());
+                    }
+                } else {
                     self.running = false;
                 }
             }
