@@ -184,6 +184,26 @@ enum BenchCommand {
         #[arg(long, default_value_t = 30)]
         frames: usize,
     },
+    /// How soon the app's default run learns (held-out kNN 0.2 above step 0) and collapses
+    /// with the collapse preset (collapse level under 0.1), timed as the app runs it.
+    Teach {
+        /// Another workload than the app's default: shapes, digits, fashion-mnist, sandbox,
+        /// rings.
+        #[arg(long)]
+        data: Option<String>,
+        /// The image encoder: cnn, mlp, resnet18.
+        #[arg(long)]
+        model: Option<String>,
+        /// Images per batch.
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Views per image.
+        #[arg(long)]
+        views: Option<usize>,
+        /// Give up on a target after this many seconds.
+        #[arg(long, default_value_t = 120.0)]
+        max_seconds: f64,
+    },
     /// The recording's size (MB per hour) and cost (% of the step time) at the app's default
     /// settings, on the app's default workload and on the sandbox.
     Record {
@@ -247,6 +267,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 msbreg::bench::run_sandbox(only, Duration::from_secs_f64(seconds.max(0.1)))
             }
             BenchCommand::Spectrum { dims } => msbreg::bench::run_spectrum(&dims),
+            BenchCommand::Teach {
+                data,
+                model,
+                batch,
+                views,
+                max_seconds,
+            } => {
+                let settings = teach_settings(data.as_deref(), model.as_deref(), batch, views)?;
+                msbreg::bench::run_teach_bench(
+                    &backend::select(cli.backend)?,
+                    &settings,
+                    max_seconds.max(1.0),
+                )
+            }
             BenchCommand::Record { seconds } => {
                 msbreg::bench::run_record_bench(&backend::select(cli.backend)?, seconds.max(1.0))
             }
@@ -402,4 +436,45 @@ fn pin_default_device(choice: BackendChoice) {
         // other thread can read the environment while it changes.
         unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
+}
+
+/// The app's default workload, or the one `bench teach` was asked for.
+fn teach_settings(
+    data: Option<&str>,
+    model: Option<&str>,
+    batch: Option<usize>,
+    views: Option<usize>,
+) -> anyhow::Result<msbreg::config::WorkloadSettings> {
+    use msbreg::config::{DataChoice, ModelChoice, WorkloadSettings};
+    use msbreg::data::sandbox::SandboxKind;
+    let mut settings = match data {
+        None | Some("shapes") => WorkloadSettings::default(),
+        Some("sandbox") => WorkloadSettings::sandbox(SandboxKind::Gaussians),
+        Some("rings") => WorkloadSettings::sandbox(SandboxKind::Rings),
+        Some(name @ ("digits" | "fashion-mnist")) => WorkloadSettings {
+            data: if name == "digits" {
+                DataChoice::Digits
+            } else {
+                DataChoice::FashionMnist
+            },
+            ..WorkloadSettings::default()
+        },
+        Some(other) => anyhow::bail!(
+            "--data {other}: not a workload; use shapes, digits, fashion-mnist, sandbox or rings"
+        ),
+    };
+    settings.model = match model {
+        None => settings.model,
+        Some("cnn") => ModelChoice::Cnn,
+        Some("mlp") => ModelChoice::Mlp,
+        Some("resnet18") => ModelChoice::Resnet18,
+        Some(other) => anyhow::bail!("--model {other}: not an encoder; use cnn, mlp or resnet18"),
+    };
+    if let Some(batch) = batch {
+        settings.batch_size = batch;
+    }
+    if let Some(views) = views {
+        settings.views = views;
+    }
+    Ok(settings)
 }

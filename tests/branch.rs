@@ -12,15 +12,12 @@ use egui_kittest::kittest::Queryable as _;
 
 use kit::{WAIT, cpu, harness, run_until, sandbox_options};
 use msbreg::app::{Timeline, WorkloadSettings};
-use msbreg::config::{Preset, Workload};
+use msbreg::config::Workload;
 use msbreg::data::sandbox::SandboxKind;
 use msbreg::method::StepReport;
 use msbreg::session::catalog::{Origin, PIN_FILE};
 use msbreg::session::{list_checkpoints, read_events};
 use msbreg::trainer::{BranchRequest, Command, RunsDir, Snapshot, Trainer};
-
-/// The steps in the config of the run the branch test trains (well past them).
-const CONFIG_STEPS: u64 = 10;
 
 fn runs_in(dir: &Path) -> RunsDir {
     RunsDir {
@@ -54,10 +51,12 @@ fn gather(
 #[test]
 fn a_branch_with_unchanged_settings_reproduces_its_parent_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // A run of 10 steps by its config: the app trains on past them, and branches too.
-    let mut config = Preset::Msbreg.config();
-    config.steps = CONFIG_STEPS as usize;
-    let workload = Workload::Sandbox(config);
+    // The app's runs are open-ended: their config's steps are more than anyone trains.
+    let workload = WorkloadSettings::sandbox(SandboxKind::Gaussians).workload();
+    let Workload::Sandbox(config) = &workload else {
+        panic!("a sandbox workload");
+    };
+    assert!(config.steps >= 1_000_000_000, "{}", config.steps);
     let mut trainer = Trainer::spawn_keeping(
         &cpu(),
         workload,
@@ -71,9 +70,9 @@ fn a_branch_with_unchanged_settings_reproduces_its_parent_exactly() {
         s.step >= 40 && s.folder.is_some()
     });
     let kept = running.folder.clone().expect("kept");
-    // Training on until a checkpoint past the config's steps (one every 2 s of training).
+    // Training on until a checkpoint after the first (one every 2 s of training).
     gather(&trainer, &mut parent, |_| {
-        list_checkpoints(&kept).is_ok_and(|c| c.iter().any(|(at, _)| *at > CONFIG_STEPS))
+        list_checkpoints(&kept).is_ok_and(|c| c.iter().any(|(at, _)| *at > 0))
     });
     trainer.send(Command::Pause);
     let paused = gather(&trainer, &mut parent, |s| !s.running && s.folder.is_some());
@@ -133,8 +132,8 @@ fn a_branch_with_unchanged_settings_reproduces_its_parent_exactly() {
         "{events:?}"
     );
 
-    // A branch with the Brownian force off acts with it off; from the paused step, past the
-    // config's steps, it starts from a checkpoint past them.
+    // A branch with the Brownian force off acts with it off; from the paused step, it starts
+    // from a later checkpoint than the first.
     let mut dynamics = paused.dynamics;
     dynamics.brownian.on = false;
     trainer.send(Command::Branch(Box::new(BranchRequest {

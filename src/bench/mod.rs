@@ -6,8 +6,11 @@
 //! - `spectrum`: the eigenvalues of a D x D covariance by nalgebra (CPU, f64) against
 //!   burn-linalg's SVD (host pipeline, f32), for D up to 2048.
 //! - `record` (`record.rs`): the recording's size per hour and its cost against the step.
+//! - `teach` (`teach.rs`): how soon the app's default run learns, and collapses with the
+//!   collapse preset.
 
 mod record;
+mod teach;
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +25,7 @@ use crate::seed::{Stream, rng};
 use crate::session::{Run as _, SandboxRun};
 
 pub use record::run_record_bench;
+pub use teach::run_teach_bench;
 
 /// The sandbox workload of the benchmark: N = 4096, M = 2, D = 64.
 pub fn sandbox_workload() -> SimConfig {

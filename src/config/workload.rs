@@ -208,6 +208,9 @@ pub struct WorkloadSettings {
     pub seed: u64,
 }
 
+/// The steps in the config of an app's sandbox run: more than anyone trains in the app.
+pub const APP_SANDBOX_STEPS: usize = 1_000_000_000;
+
 impl Default for WorkloadSettings {
     /// Shapes, small CNN, the msbreg preset's 4 views, 64 images per batch: a few steps a
     /// second on a laptop CPU, so the cloud moves from the first seconds.
@@ -244,6 +247,9 @@ impl WorkloadSettings {
                 ..Preset::Msbreg.config()
             };
             config.views.count = self.views;
+            // An open-ended run (the app trains until paused), so that its checkpoints stay
+            // within the steps of its config.toml.
+            config.steps = APP_SANDBOX_STEPS;
             config.data.kind = if self.data == DataChoice::SandboxRings {
                 SandboxKind::Rings
             } else {

@@ -316,9 +316,7 @@ impl Run for SandboxRun {
 
     fn load_checkpoint(&mut self, dir: &Path, parts: Parts) -> Result<(), SessionError> {
         let state = CheckpointState::read(dir)?;
-        // The app trains on past a run's steps; a checkpoint past them from a run with other
-        // steps in its config is another run's.
-        if state.step > self.total_steps() && state.total_steps != self.total_steps() {
+        if state.step > self.total_steps() {
             return Err(super::read_err(
                 &dir.join("state.json"),
                 format!(

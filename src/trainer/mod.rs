@@ -37,7 +37,7 @@ pub use messages::{
     BranchRequest, Command, DisplayDiagnostics, Frame, MetricsPoint, Preview, RunInfo, Snapshot,
 };
 pub use slots::{Bell, Slot};
-pub(crate) use thread::DISPLAY_INTERVAL;
+pub(crate) use thread::{DISPLAY_INTERVAL, KNN_INTERVAL};
 
 use crate::backend::Backend;
 use crate::config::{Workload, WorkloadSettings};

@@ -25,7 +25,7 @@ use crate::session::{self, MetricsRecord, Run, SessionError};
 /// The display is refreshed at most this often while running.
 pub(crate) const DISPLAY_INTERVAL: Duration = Duration::from_millis(150);
 /// kNN accuracy (which embeds a labelled bank) is measured at most this often.
-const KNN_INTERVAL: Duration = Duration::from_secs(3);
+pub(crate) const KNN_INTERVAL: Duration = Duration::from_secs(3);
 
 /// The text of a panic's payload.
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
