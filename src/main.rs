@@ -83,8 +83,12 @@ enum Command {
 
 #[derive(clap::Args)]
 struct AppArgs {
-    /// Start on the particle sandbox (Gaussian blobs) instead of the shapes images.
-    #[arg(long)]
+    /// What to start on: sandbox (the Gaussian blobs, the default: they learn in seconds),
+    /// rings, shapes, digits or fashion-mnist.
+    #[arg(long, value_name = "NAME")]
+    data: Option<String>,
+    /// The same as `--data sandbox` (the default).
+    #[arg(long, hide = true)]
     sandbox: bool,
     /// Open paused (press Start or Space to train).
     #[arg(long)]
@@ -120,6 +124,7 @@ impl Default for AppArgs {
     /// What `msbreg` without a subcommand opens: the same as `msbreg app`.
     fn default() -> Self {
         Self {
+            data: None,
             sandbox: false,
             paused: false,
             seed: 0,
@@ -371,11 +376,8 @@ fn bench_render(points: &[usize], frames: usize) -> anyhow::Result<()> {
 fn open_app(choice: BackendChoice, args: &AppArgs) -> anyhow::Result<()> {
     let backend = backend::select(choice)?;
     eprintln!("msbreg: training on {}", backend.describe());
-    let mut settings = if args.sandbox {
-        msbreg::config::WorkloadSettings::sandbox(msbreg::data::sandbox::SandboxKind::Gaussians)
-    } else {
-        msbreg::config::WorkloadSettings::default()
-    };
+    let data = args.data.as_deref().or(args.sandbox.then_some("sandbox"));
+    let mut settings = teach_settings(data, None, None, None)?;
     settings.seed = args.seed;
     for dir in args.open.iter().chain(&args.compare) {
         // Say what is wrong before a window opens.
@@ -438,30 +440,22 @@ fn pin_default_device(choice: BackendChoice) {
     }
 }
 
-/// The app's default workload, or the one `bench teach` was asked for.
+/// The app's default workload, or the one asked for with `--data` and the rest.
 fn teach_settings(
     data: Option<&str>,
     model: Option<&str>,
     batch: Option<usize>,
     views: Option<usize>,
 ) -> anyhow::Result<msbreg::config::WorkloadSettings> {
-    use msbreg::config::{DataChoice, ModelChoice, WorkloadSettings};
-    use msbreg::data::sandbox::SandboxKind;
+    use msbreg::config::{ModelChoice, WorkloadSettings};
     let mut settings = match data {
-        None | Some("shapes") => WorkloadSettings::default(),
-        Some("sandbox") => WorkloadSettings::sandbox(SandboxKind::Gaussians),
-        Some("rings") => WorkloadSettings::sandbox(SandboxKind::Rings),
-        Some(name @ ("digits" | "fashion-mnist")) => WorkloadSettings {
-            data: if name == "digits" {
-                DataChoice::Digits
-            } else {
-                DataChoice::FashionMnist
-            },
-            ..WorkloadSettings::default()
-        },
-        Some(other) => anyhow::bail!(
-            "--data {other}: not a workload; use shapes, digits, fashion-mnist, sandbox or rings"
-        ),
+        None => WorkloadSettings::app_default(),
+        Some(name) => WorkloadSettings::named(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--data {name}: not a workload; use shapes, digits, fashion-mnist, sandbox or \
+                 rings"
+            )
+        })?,
     };
     settings.model = match model {
         None => settings.model,

@@ -231,3 +231,43 @@ fn a_data_set_without_a_test_split_holds_one_out_and_says_so_once() {
     );
     assert!(out.contains("test 6 images"), "{out}");
 }
+
+/// `msbreg bench teach` on the app's default ends with the JSON line other tools read, and
+/// says what it measured (no time is asserted: it is a benchmark).
+#[test]
+fn bench_teach_ends_with_its_json_line() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_msbreg"))
+        .args(["--backend", "cpu", "bench", "teach", "--max-seconds", "20"])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("learning (msbreg preset)"), "{stdout}");
+    assert!(stdout.contains("collapse (collapse preset)"), "{stdout}");
+    let last = stdout.lines().last().expect("a last line");
+    let json: serde_json::Value = serde_json::from_str(last).expect("the last line is JSON");
+    for key in [
+        "learn_secs",
+        "collapse_secs",
+        "learn_steps",
+        "collapse_steps",
+        "knn_start",
+        "knn_end",
+    ] {
+        assert!(json.get(key).is_some(), "{key} missing: {last}");
+    }
+    let knn_start = json["knn_start"].as_f64().expect("a number");
+    assert!((0.0..=1.0).contains(&knn_start), "{knn_start}");
+    // Where a target was reached, its steps and seconds come together.
+    for target in ["learn", "collapse"] {
+        let (secs, steps) = (
+            &json[format!("{target}_secs")],
+            &json[format!("{target}_steps")],
+        );
+        assert_eq!(secs.is_null(), steps.is_null(), "{last}");
+    }
+}

@@ -70,7 +70,7 @@ fn the_window_trains_and_shows_particles_under_xvfb() {
             .spawn()
             .expect("msbreg starts"),
     );
-    // Let it open, build the shapes set and train for a while.
+    // Let it open and train for a while.
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(25) {
         std::thread::sleep(Duration::from_millis(500));

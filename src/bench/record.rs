@@ -14,7 +14,6 @@ use serde_json::json;
 
 use crate::backend::Backend;
 use crate::config::{Workload, WorkloadSettings};
-use crate::data::sandbox::SandboxKind;
 use crate::projection::{Framer, MAX_PRECISION_LEVEL};
 use crate::session::{self, BUDGET_BURST_SECS, RECORDING_FILE, Recorder};
 use crate::trainer::{APP_EMBEDDINGS_EVERY, APP_RECORD_BYTES_PER_HOUR, DISPLAY_INTERVAL};
@@ -154,17 +153,17 @@ impl Drop for ScratchDir {
     }
 }
 
-/// Runs the benchmark on the app's default workload (the shapes images) and on the sandbox,
+/// Runs the benchmark on the app's default workload (the sandbox) and on the shapes images,
 /// `seconds` each.
 pub fn run_record_bench(backend: &Backend, seconds: f64) -> anyhow::Result<()> {
-    let mut sandbox = WorkloadSettings::sandbox(SandboxKind::Gaussians);
+    let mut sandbox = WorkloadSettings::app_default();
     sandbox.seed = 0;
     let cases = [
+        ("app default (Gaussians, MLP)", sandbox.workload()),
         (
-            "app default (shapes, CNN)",
+            "images (shapes, small CNN)",
             WorkloadSettings::default().workload(),
         ),
-        ("sandbox (Gaussians, MLP)", sandbox.workload()),
     ];
     println!(
         "recording at the app's display rate (a frame per 150 ms at most), {seconds:.0} s per \
