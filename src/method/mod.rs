@@ -7,6 +7,7 @@
 //! per-term losses.
 
 pub mod ema;
+pub mod arrows;
 pub mod forces;
 pub mod optim;
 pub mod schedule;
