@@ -37,6 +37,8 @@ pub enum Stream {
     DisplayViews = 8,
     /// Which training images are held out as the test split when a data set has none.
     HoldOut = 9,
+    /// The Brownian kicks the view's arrows show (indexed by step).
+    DisplayKicks = 10,
 }
 
 /// The index bits of an indexed stream.

@@ -317,3 +317,48 @@ fn the_controls_show_what_the_trainer_uses() {
         "the forces carry over to the new run"
     );
 }
+
+/// The force arrows: each toolbar switch turns its force's arrows on and off, the trainer
+/// sends the forces with every frame, and a force switched off in the controls has none.
+#[test]
+fn arrows_toggle_per_force_and_follow_the_forces_switched_on() {
+    let mut harness = sandbox_app(true);
+    kit::run_until(&mut harness, "a frame with arrows", |app| {
+        app.latest()
+            .is_some_and(|s| s.arrows.is_some() && s.step >= 5)
+    });
+    harness.run_steps(3);
+    assert_eq!(harness.state().view.arrows, [false; 3]);
+    for (f, label) in ["attract", "global", "local"].into_iter().enumerate() {
+        harness.get_by_label(label).click();
+        harness.run_steps(2);
+        assert!(harness.state().view.arrows[f], "{label} on");
+    }
+    harness.get_by_label("global").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().view.arrows, [true, false, true]);
+    let points = harness
+        .state()
+        .latest()
+        .map_or(0, |s| s.frame.as_ref().map_or(0, |f| f.points.len()));
+    let arrows = harness
+        .state()
+        .latest()
+        .and_then(|s| s.arrows.clone())
+        .expect("arrows");
+    for vectors in &arrows.vectors {
+        assert_eq!(vectors.len(), points);
+    }
+    let moving = |v: &[[f32; 3]]| v.iter().any(|a| a.iter().any(|x| x.abs() > 0.0));
+    assert!(moving(&arrows.vectors[2]), "the Brownian kicks are drawn");
+    // The Brownian force off: its arrows vanish.
+    harness.get_by_label("Local dispersion").click();
+    kit::run_until(&mut harness, "no Brownian force", |app| {
+        app.latest()
+            .and_then(|s| s.arrows.clone())
+            .is_some_and(|a| !a.vectors[2].iter().flatten().any(|x| *x != 0.0))
+    });
+    // The shares plot has the three curves.
+    let shares = &harness.state().history().force_shares;
+    assert!(shares.iter().all(|s| !s.points().is_empty()));
+}

@@ -162,6 +162,9 @@ pub struct History {
     pub alignment: Series,
     /// Weighted kNN accuracy on held-out data, when it was measured.
     pub knn_acc: Series,
+    /// Each force's share of the forces on the display set (attraction, global dispersion,
+    /// local dispersion).
+    pub force_shares: [Series; 3],
 }
 
 impl History {
@@ -178,6 +181,7 @@ impl History {
             uniformity: series(),
             alignment: series(),
             knn_acc: series(),
+            force_shares: [series(), series(), series()],
         }
     }
 
@@ -202,6 +206,9 @@ impl History {
                 self.collapse_level.push(step, d.collapse_level);
                 self.uniformity.push(step, d.uniformity);
                 self.alignment.push(step, d.alignment);
+                for (series, share) in self.force_shares.iter_mut().zip(d.force_shares) {
+                    series.push(step, share);
+                }
             }
             if let Some(acc) = point.knn_acc {
                 self.knn_acc.push(step, acc);
@@ -214,8 +221,12 @@ impl History {
         self.all().into_iter().map(Series::len).sum()
     }
 
-    fn all(&self) -> [&Series; 9] {
+    fn all(&self) -> [&Series; 12] {
+        let [a, g, l] = &self.force_shares;
         [
+            a,
+            g,
+            l,
             &self.loss,
             &self.loss_centroid,
             &self.loss_sv,
@@ -365,6 +376,7 @@ mod tests {
             collapse_level: 0.2,
             uniformity: -1.0,
             alignment: 0.3,
+            force_shares: [0.5, 0.3, 0.2],
         };
         let metrics = [
             // Step 0: diagnostics only (no losses yet).
@@ -400,7 +412,8 @@ mod tests {
         assert_eq!(history.uniformity.points()[1].y, -1.0);
         assert_eq!(history.alignment.points()[1].y, 0.3);
         assert_eq!(xs(&history.knn_acc), [0.0]);
-        assert_eq!(history.stored_points(), 4 * 2 + 4 * 2 + 1);
+        assert_eq!(history.force_shares[1].points()[1].y, 0.3);
+        assert_eq!(history.stored_points(), 4 * 2 + 4 * 2 + 3 * 2 + 1);
     }
 
     #[test]
@@ -419,6 +432,6 @@ mod tests {
             let metrics: Vec<MetricsPoint> = (1..=1000).map(|k| point(batch * 1000 + k)).collect();
             history.extend(&metrics, 4);
         }
-        assert!(history.stored_points() <= 9 * 100);
+        assert!(history.stored_points() <= 12 * 100);
     }
 }

@@ -7,6 +7,7 @@
 //! a status line at the bottom. Every change the user makes becomes one `Command`; the
 //! trainer applies it before its next step.
 
+mod arrows;
 mod browser;
 mod compare;
 mod controls;

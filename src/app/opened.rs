@@ -132,6 +132,8 @@ pub fn point(record: &MetricsRecord) -> MetricsPoint {
             collapse_level: record.collapse_level,
             uniformity: record.uniformity,
             alignment: record.alignment,
+            // Not in metrics.jsonl: the share plot stays empty for a replayed folder.
+            force_shares: [f64::NAN; 3],
         });
     MetricsPoint {
         step: record.step,

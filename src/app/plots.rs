@@ -49,6 +49,23 @@ pub fn plots_ui(
         cursor_line(plot_ui, cursor);
     });
 
+    ui.label(egui::RichText::new("Forces' shares (of their norms, display set)").strong());
+    plot("force shares")
+        .include_y(0.0)
+        .include_y(1.0)
+        .show(ui, |plot_ui| {
+            for ((name, series), [r, g, b]) in crate::method::arrows::FORCE_NAMES
+                .iter()
+                .zip(&history.force_shares)
+                .zip(super::arrows::ARROW_COLORS)
+            {
+                plot_ui.line(
+                    line(&name.to_lowercase(), series).color(egui::Color32::from_rgb(r, g, b)),
+                );
+            }
+            cursor_line(plot_ui, cursor);
+        });
+
     ui.label(egui::RichText::new("Effective rank and collapse level").strong());
     plot("rank").show(ui, |plot_ui| {
         plot_ui.line(line("effective rank / D", &history.effective_rank_per_dim));

@@ -53,6 +53,8 @@ pub struct ViewSettings {
     pub opacity: f32,
     /// Draw each point's two views joined to their centroid.
     pub tethers: bool,
+    /// Draw the forces on each point as arrows: attraction, global, local dispersion.
+    pub arrows: [bool; 3],
 }
 
 impl Default for ViewSettings {
@@ -62,6 +64,7 @@ impl Default for ViewSettings {
             point_size_px: 7.0,
             opacity: 0.85,
             tethers: false,
+            arrows: [false; 3],
         }
     }
 }
@@ -160,6 +163,32 @@ pub(super) fn toolbar_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
         ui.separator();
         ui.checkbox(&mut app.view.tethers, "Tethers")
             .on_hover_text("Draw two views of each image joined to their centroid");
+        ui.separator();
+        ui.label("Arrows:");
+        for (f, (name, help)) in [
+            (
+                "attract",
+                "The attraction on each point, toward its image's centroid",
+            ),
+            (
+                "global",
+                "The global dispersion (singular value force) on each point",
+            ),
+            (
+                "local",
+                "The local dispersion (this step's Brownian kick) on each point",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let [r, g, b] = super::arrows::ARROW_COLORS[f];
+            ui.checkbox(
+                &mut app.view.arrows[f],
+                egui::RichText::new(name).color(egui::Color32::from_rgb(r, g, b)),
+            )
+            .on_hover_text(help);
+        }
     });
     ui.horizontal_wrapped(|ui| {
         ui.spacing_mut().slider_width = 90.0;
@@ -236,7 +265,19 @@ pub fn view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
     let Some(frame) = &frame else {
         return;
     };
-    let (particles, lines) = frame_geometry(frame, &info.labels, &app.view);
+    let (mut particles, mut lines) = frame_geometry(frame, &info.labels, &app.view);
+    let arrows = app
+        .latest()
+        .and_then(|s| s.arrows.clone())
+        .filter(|_| app.timeline.is_live() && app.opened().is_none());
+    if let Some(arrows) = arrows
+        && app.view.arrows.contains(&true)
+    {
+        let (tips, arrow_lines) =
+            super::arrows::arrow_geometry(frame, &arrows, app.view.arrows, app.view.mode);
+        particles.extend(tips);
+        lines.extend(arrow_lines);
+    }
     let style = render::RenderStyle {
         point_size_px: app.view.point_size_px,
         opacity: app.view.opacity,

@@ -100,61 +100,42 @@ pub fn particle_forces(
             for v in 0..m {
                 let centre: Vec<f64> = match dynamics.centroid_mode {
                     CentroidMode::Mean => sum.clone(),
-                    CentroidMode::LeaveOneOut => (0..d)
-                        .map(|k| sum[k] - f64::from(z(i, v)[k]))
-                        .collect(),
+                    CentroidMode::LeaveOneOut => {
+                        (0..d).map(|k| sum[k] - f64::from(z(i, v)[k])).collect()
+                    }
                 };
-                let force: Vec<f64> = normalized(&centre)
-                    .iter()
-                    .map(|c| 2.0 * w_c * c)
-                    .collect();
+                let force: Vec<f64> = normalized(&centre).iter().map(|c| 2.0 * w_c * c).collect();
                 write_tangent(&mut out.forces[0], v * n + i, d, z(i, v), &force);
             }
         }
     }
 
-    // Global dispersion.
+    // Global dispersion, with nalgebra's products: `Zc` is [K, D].
     let w_s = weight(&dynamics.singular_value);
     if w_s != 0.0 {
-        let count = (n * m) as f64;
-        let mut mean = vec![0.0f64; d];
+        let count = n * m;
+        let mut centred = nalgebra::DMatrix::<f64>::zeros(count, d);
         for v in 0..m {
             for i in 0..n {
-                for (k, x) in z(i, v).iter().enumerate() {
-                    mean[k] += f64::from(*x) / count;
+                for (k, &x) in z(i, v).iter().enumerate() {
+                    centred[(v * n + i, k)] = f64::from(x);
                 }
             }
         }
-        let centred = |i: usize, v: usize| -> Vec<f64> {
-            z(i, v)
-                .iter()
-                .zip(&mean)
-                .map(|(&x, mu)| f64::from(x) - mu)
-                .collect()
-        };
-        // C - I/D.
-        let mut excess = vec![0.0f64; d * d];
-        for v in 0..m {
-            for i in 0..n {
-                let c = centred(i, v);
-                for a in 0..d {
-                    for b in 0..d {
-                        excess[a * d + b] += c[a] * c[b] / count;
-                    }
-                }
-            }
+        let mean = centred.row_mean();
+        for mut row in centred.row_iter_mut() {
+            row -= &mean;
         }
+        let mut excess = centred.transpose() * &centred / count as f64;
         for a in 0..d {
-            excess[a * d + a] -= 1.0 / d as f64;
+            excess[(a, a)] -= 1.0 / d as f64;
         }
-        let scale = -4.0 * d as f64 * w_s;
+        let forces = centred * excess * (-4.0 * d as f64 * w_s);
         for v in 0..m {
             for i in 0..n {
-                let c = centred(i, v);
-                let force: Vec<f64> = (0..d)
-                    .map(|b| scale * (0..d).map(|a| c[a] * excess[a * d + b]).sum::<f64>())
-                    .collect();
-                write_tangent(&mut out.forces[1], v * n + i, d, z(i, v), &force);
+                let row = v * n + i;
+                let force: Vec<f64> = forces.row(row).iter().copied().collect();
+                write_tangent(&mut out.forces[1], row, d, z(i, v), &force);
             }
         }
     }
@@ -250,7 +231,12 @@ mod tests {
             let toward: Vec<f64> = (0..d).map(|k| c[k] - f64::from(row[k])).collect();
             assert!(dot(f, &toward) > 0.0);
         }
-        assert!(forces.forces[1].iter().chain(&forces.forces[2]).all(|&x| x == 0.0));
+        assert!(
+            forces.forces[1]
+                .iter()
+                .chain(&forces.forces[2])
+                .all(|&x| x == 0.0)
+        );
     }
 
     #[test]
@@ -342,7 +328,11 @@ mod tests {
         let device = burn::tensor::Device::flex().autodiff();
         // [N, M, D]: image i, view v.
         let online: Vec<f32> = (0..n)
-            .flat_map(|i| (0..m).flat_map(|v| rows[v][i * d..(i + 1) * d].to_vec()).collect::<Vec<_>>())
+            .flat_map(|i| {
+                (0..m)
+                    .flat_map(|v| rows[v][i * d..(i + 1) * d].to_vec())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         for (which, mode) in [
             (0, CentroidMode::Mean),
@@ -369,13 +359,13 @@ mod tests {
                 .unwrap_or_default();
             let ours = particle_forces(&rows, d, &dynamics, &r);
             for i in 0..n {
-                for v in 0..m {
+                for (v, view_rows) in rows.iter().enumerate() {
                     let at = (i * m + v) * d;
                     let g: Vec<f64> = gradient[at..at + d]
                         .iter()
                         .map(|&x| -f64::from(x) * (n * m) as f64)
                         .collect();
-                    let row = &rows[v][i * d..(i + 1) * d];
+                    let row = &view_rows[i * d..(i + 1) * d];
                     let radial = dot(row, &g);
                     let f = &ours.forces[which][(v * n + i) * d..(v * n + i + 1) * d];
                     for k in 0..d {

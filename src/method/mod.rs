@@ -6,8 +6,8 @@
 //! already on the device, the current [`Dynamics`] and a learning rate, and returns the
 //! per-term losses.
 
-pub mod ema;
 pub mod arrows;
+pub mod ema;
 pub mod forces;
 pub mod optim;
 pub mod schedule;

@@ -225,6 +225,12 @@ impl Framer {
         (self.coarsener.apply(&frame), spectrum)
     }
 
+    /// Directions (`[n, d]` row-major, e.g. forces) in the basis of the last frame, without
+    /// centring: how they point in the view. Empty before the first frame.
+    pub fn project_directions(&self, rows: &[f32], d: usize) -> Vec<[f32; 3]> {
+        self.projector.project(rows, d)
+    }
+
     /// The precision level of the next frames (see [`Coarsener::set_level`]).
     pub fn set_level(&mut self, level: u8) {
         self.coarsener.set_level(level);

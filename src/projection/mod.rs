@@ -142,6 +142,13 @@ impl Projector {
         self.fit_project_spectrum(fit_rows, d, sets).0
     }
 
+    /// `rows` projected with the last basis (empty before the first fit).
+    pub fn project(&self, rows: &[f32], d: usize) -> Vec<[f32; 3]> {
+        self.basis
+            .as_ref()
+            .map_or_else(Vec::new, |basis| project(rows, d, basis))
+    }
+
     /// [`Projector::fit_project`], also returning the singular values of `fit_rows`.
     pub fn fit_project_spectrum(
         &mut self,

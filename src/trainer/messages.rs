@@ -72,6 +72,18 @@ pub struct DisplayDiagnostics {
     pub collapse_level: f64,
     pub uniformity: f64,
     pub alignment: f64,
+    /// Each force's share of the three forces' norms on the display set (attraction,
+    /// global dispersion, local dispersion; see `method::arrows`).
+    pub force_shares: [f64; 3],
+}
+
+/// The forces on the displayed points, projected like the frame they go with: per force
+/// (attraction, global dispersion, local dispersion) one 3-D vector per point (see
+/// `method::arrows`; unscaled: the view scales them to a readable length).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Arrows {
+    pub step: u64,
+    pub vectors: [Vec<[f32; 3]>; 3],
 }
 
 /// One step's numbers.
@@ -102,6 +114,8 @@ pub struct Snapshot {
     pub settings_seq: u64,
     /// The latest projected frame (`None` before the first display of a run).
     pub frame: Option<Arc<Frame>>,
+    /// The forces on its points, for the view's arrows.
+    pub arrows: Option<Arc<Arrows>>,
     /// Metrics of the steps since the last snapshot the UI received, oldest first.
     pub metrics: Vec<MetricsPoint>,
     /// Singular values of the displayed embeddings now, and at step 0, largest first.

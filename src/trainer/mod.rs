@@ -34,7 +34,8 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
 
 pub use folder::{APP_EMBEDDINGS_EVERY, APP_RECORD_BYTES_PER_HOUR, RunsDir};
 pub use messages::{
-    BranchRequest, Command, DisplayDiagnostics, Frame, MetricsPoint, Preview, RunInfo, Snapshot,
+    Arrows, BranchRequest, Command, DisplayDiagnostics, Frame, MetricsPoint, Preview, RunInfo,
+    Snapshot,
 };
 pub use slots::{Bell, Slot};
 pub(crate) use thread::{DISPLAY_INTERVAL, KNN_INTERVAL};

@@ -2,6 +2,7 @@
 //! running, refresh the display (embed, diagnostics, project) at most every 150 ms and kNN at
 //! most every 3 s, post snapshots.
 
+mod forces;
 mod kept;
 
 use std::any::Any;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, TryRecvError, select};
 
 use super::folder::{AppFolder, RunsDir};
-use super::messages::{DisplayDiagnostics, Frame, MetricsPoint, RunInfo, Snapshot};
+use super::messages::{Arrows, DisplayDiagnostics, Frame, MetricsPoint, RunInfo, Snapshot};
 use super::{Action, Mailbox, RunRequest, Shared, Steering};
 use crate::backend::Backend;
 use crate::config::{Workload, validate_dynamics};
@@ -83,6 +84,7 @@ struct TrainerState<'a> {
     /// Projection and precision of the frames (what is shown is what is recorded).
     framer: Framer,
     frame: Option<Arc<Frame>>,
+    arrows: Option<Arc<Arrows>>,
     pending: Vec<MetricsPoint>,
     spectrum: Vec<f64>,
     spectrum_initial: Vec<f64>,
@@ -138,6 +140,7 @@ impl<'a> TrainerState<'a> {
             settings_seq: 0,
             framer: Framer::default(),
             frame: None,
+            arrows: None,
             pending: Vec::new(),
             spectrum: Vec::new(),
             spectrum_initial: Vec::new(),
@@ -198,6 +201,7 @@ impl<'a> TrainerState<'a> {
         self.run = Some(run);
         self.framer.reset();
         self.frame = None;
+        self.arrows = None;
         self.pending.clear();
         self.spectrum.clear();
         self.spectrum_initial.clear();
@@ -438,8 +442,11 @@ impl<'a> TrainerState<'a> {
         let rows = [points, view_a, view_b];
         let (frame, spectrum) = self.framer.frame(step, &rows, d);
         self.spectrum = spectrum;
+        let (arrows, force_shares) = forces::arrows_of(&self.framer, &**run, &rows, d, step);
+        self.arrows = Some(Arc::new(arrows));
         let [points, view_a, view_b] = &rows;
         let diagnostics = DisplayDiagnostics {
+            force_shares,
             effective_rank: diagnostics::effective_rank(&self.spectrum),
             collapse_level: diagnostics::collapse_level(points, d),
             uniformity: diagnostics::uniformity(points, d),
@@ -548,6 +555,7 @@ impl<'a> TrainerState<'a> {
             learning_rate: run.settings().learning_rate(),
             settings_seq: self.settings_seq,
             frame: self.frame.clone(),
+            arrows: self.arrows.clone(),
             metrics: std::mem::take(&mut self.pending),
             spectrum: self.spectrum.clone(),
             spectrum_initial: self.spectrum_initial.clone(),
