@@ -77,6 +77,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Render a recorded span of a run folder as an animated GIF (3D PCA, as the app shows
+    /// it), headless.
+    Render {
+        /// The run folder (its recording.msbrec).
+        #[arg(long, value_name = "DIR")]
+        run: PathBuf,
+        /// The GIF to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The first recorded step to include (default: the first).
+        #[arg(long, value_name = "STEP")]
+        from: Option<u64>,
+        /// The last recorded step to include (default: the last).
+        #[arg(long, value_name = "STEP")]
+        to: Option<u64>,
+        /// Width and height in pixels.
+        #[arg(long, default_value_t = 480)]
+        size: u32,
+        /// At most this many frames (taken evenly from the span).
+        #[arg(long, default_value_t = 300)]
+        max_frames: usize,
+        /// Playback speed against the recorded time.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+    },
     /// List the wgpu adapters and the backend `auto` would take.
     Backends,
 }
@@ -263,55 +288,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             out.as_deref(),
         ),
-        Some(Command::Bench { which }) => match which {
-            BenchCommand::Sandbox { seconds } => {
-                let only = match cli.backend {
-                    BackendChoice::Auto => None,
-                    choice => Some(choice),
-                };
-                msbreg::bench::run_sandbox(only, Duration::from_secs_f64(seconds.max(0.1)))
-            }
-            BenchCommand::Spectrum { dims } => msbreg::bench::run_spectrum(&dims),
-            BenchCommand::Teach {
-                data,
-                model,
-                batch,
-                views,
-                max_seconds,
-            } => {
-                let settings = teach_settings(data.as_deref(), model.as_deref(), batch, views)?;
-                msbreg::bench::run_teach_bench(
-                    &backend::select(cli.backend)?,
-                    &settings,
-                    max_seconds.max(1.0),
-                )
-            }
-            BenchCommand::Record { seconds } => {
-                msbreg::bench::run_record_bench(&backend::select(cli.backend)?, seconds.max(1.0))
-            }
-            BenchCommand::Render { points, frames } => bench_render(&points, frames),
-            BenchCommand::Backends { cpu_only } => msbreg::bench::run_backends(!cpu_only),
-            BenchCommand::Train {
-                model,
-                batch,
-                views,
-                steps,
-                torch,
-                torch_script,
-                torch_device,
-            } => msbreg::bench::run_train_bench(
-                &backend::select(cli.backend)?,
-                &msbreg::bench::TrainBenchOptions {
-                    encoder: model,
-                    batch_size: batch,
-                    views,
-                    steps,
-                    torch: torch.map(|python| (python, torch_script)),
-                    torch_device,
-                },
-            ),
-        },
+        Some(Command::Bench { which }) => bench_command(which, cli.backend),
         Some(Command::Runs { dir, json }) => cli::runs::runs_command(&dir, json),
+        Some(Command::Render {
+            run,
+            out,
+            from,
+            to,
+            size,
+            max_frames,
+            speed,
+        }) => render_command(
+            &run,
+            &out,
+            &msbreg::render::clip::ClipOptions {
+                from,
+                to,
+                size,
+                max_frames,
+                speed,
+            },
+        ),
         Some(Command::Backends) => {
             let adapters = backend::probe_adapters();
             if adapters.is_empty() {
@@ -471,4 +468,96 @@ fn teach_settings(
         settings.views = views;
     }
     Ok(settings)
+}
+
+/// `msbreg render`: a recorded span as a GIF.
+fn render_command(
+    run: &Path,
+    out: &Path,
+    options: &msbreg::render::clip::ClipOptions,
+) -> anyhow::Result<()> {
+    if !(options.speed.is_finite() && options.speed > 0.0) {
+        anyhow::bail!(
+            "--speed {}: give a positive playback speed (1 = as recorded)",
+            options.speed
+        );
+    }
+    if let (Some(from), Some(to)) = (options.from, options.to)
+        && from > to
+    {
+        anyhow::bail!("--from {from} is after --to {to}: give the earlier step first");
+    }
+    let mut recording = msbreg::session::Recording::open(run)?;
+    let summary = msbreg::render::clip::render_clip(&mut recording, options, out)?;
+    let thinned = if summary.recorded > summary.frames {
+        format!(
+            " (every {:.1}th of {} recorded)",
+            summary.recorded as f64 / summary.frames as f64,
+            summary.recorded
+        )
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "wrote {}: {} frames{thinned}, steps {} to {}, drawn on {}",
+        out.display(),
+        summary.frames,
+        summary.first_step,
+        summary.last_step,
+        summary.adapter
+    );
+    Ok(())
+}
+
+/// `msbreg bench ...`.
+fn bench_command(which: BenchCommand, choice: BackendChoice) -> anyhow::Result<()> {
+    let cli_backend = choice;
+    match which {
+        BenchCommand::Sandbox { seconds } => {
+            let only = match cli_backend {
+                BackendChoice::Auto => None,
+                choice => Some(choice),
+            };
+            msbreg::bench::run_sandbox(only, Duration::from_secs_f64(seconds.max(0.1)))
+        }
+        BenchCommand::Spectrum { dims } => msbreg::bench::run_spectrum(&dims),
+        BenchCommand::Teach {
+            data,
+            model,
+            batch,
+            views,
+            max_seconds,
+        } => {
+            let settings = teach_settings(data.as_deref(), model.as_deref(), batch, views)?;
+            msbreg::bench::run_teach_bench(
+                &backend::select(cli_backend)?,
+                &settings,
+                max_seconds.max(1.0),
+            )
+        }
+        BenchCommand::Record { seconds } => {
+            msbreg::bench::run_record_bench(&backend::select(cli_backend)?, seconds.max(1.0))
+        }
+        BenchCommand::Render { points, frames } => bench_render(&points, frames),
+        BenchCommand::Backends { cpu_only } => msbreg::bench::run_backends(!cpu_only),
+        BenchCommand::Train {
+            model,
+            batch,
+            views,
+            steps,
+            torch,
+            torch_script,
+            torch_device,
+        } => msbreg::bench::run_train_bench(
+            &backend::select(cli_backend)?,
+            &msbreg::bench::TrainBenchOptions {
+                encoder: model,
+                batch_size: batch,
+                views,
+                steps,
+                torch: torch.map(|python| (python, torch_script)),
+                torch_device,
+            },
+        ),
+    }
 }

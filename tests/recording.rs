@@ -509,3 +509,73 @@ fn a_full_disk_stops_the_recording_and_keeps_what_was_recorded() {
             <= 400 * 1024
     );
 }
+
+/// `msbreg render` draws a recorded span into a GIF that decodes again, one frame per
+/// recorded frame in the span; a span with nothing in it says what the recording holds.
+#[test]
+fn render_writes_a_recorded_span_as_a_gif() {
+    use image::AnimationDecoder as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("sim");
+    let config = sandbox_config(dir.path(), 10);
+    run_ok(
+        msbreg()
+            .args(["simulate", "--steps", "60", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&out),
+    );
+    let gif = dir.path().join("clip.gif");
+    let output = msbreg()
+        .args([
+            "render", "--from", "10", "--to", "40", "--size", "96", "--run",
+        ])
+        .arg(&out)
+        .arg("--out")
+        .arg(&gif)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("4 frames") && stderr.contains("steps 10 to 40"),
+        "{stderr}"
+    );
+    let decoder = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(
+        std::fs::File::open(&gif).expect("the GIF"),
+    ))
+    .expect("a GIF");
+    let frames = decoder.into_frames().collect_frames().expect("decodes");
+    assert_eq!(frames.len(), 4);
+    let first = frames[0].buffer();
+    assert_eq!(first.dimensions(), (96, 96));
+    assert!(
+        first.pixels().any(|p| p.0[..3].iter().any(|&c| c > 60)),
+        "the particles are drawn"
+    );
+    // Thinned to at most --max-frames.
+    let output = msbreg()
+        .args(["render", "--max-frames", "3", "--size", "64", "--run"])
+        .arg(&out)
+        .arg("--out")
+        .arg(&gif)
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("3 frames") && stderr.contains("of 7 recorded"),
+        "{stderr}"
+    );
+    // Nothing in the span: the error says what there is.
+    let output = msbreg()
+        .args(["render", "--from", "500", "--run"])
+        .arg(&out)
+        .arg("--out")
+        .arg(&gif)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("steps 0 to 60"), "{stderr}");
+}

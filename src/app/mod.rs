@@ -34,7 +34,7 @@ pub use compare::{Compare, MAX_COMPARED};
 pub use history::{History, POINTS_PER_SERIES, Series};
 pub use opened::Opened;
 pub use timeline::{SPEEDS, Timeline};
-pub use view::{ViewMode, ViewSettings, class_color};
+pub use view::{ViewMode, ViewSettings, class_color, frame_geometry};
 
 /// What the app starts with.
 #[derive(Clone)]

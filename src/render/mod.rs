@@ -23,6 +23,7 @@
 mod bench;
 mod callback;
 mod camera;
+pub mod clip;
 mod offscreen;
 mod splat;
 
