@@ -362,3 +362,61 @@ fn arrows_toggle_per_force_and_follow_the_forces_switched_on() {
     let shares = &harness.state().history().force_shares;
     assert!(shares.iter().all(|s| !s.points().is_empty()));
 }
+
+/// Save PNG writes the window, Save view PNG the particle view alone, into the run's folder;
+/// both decode again, the view smaller than the window.
+#[test]
+fn save_png_writes_the_window_and_the_view() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runs = msbreg::trainer::RunsDir {
+        dir: dir.path().join("runs"),
+        cap_bytes: 1 << 40,
+    };
+    let mut harness = kit::harness(kit::sandbox_options(Some(runs), None, true));
+    kit::run_until(&mut harness, "a kept run", |app| {
+        app.latest()
+            .is_some_and(|s| s.folder.is_some() && s.step >= 3)
+    });
+    harness.run_steps(3);
+    let saved = |harness: &mut Harness<'static, MsbregApp>, before: usize| -> std::path::PathBuf {
+        kit::run_until(harness, "the picture saved", |app| {
+            app.notes()[before..]
+                .iter()
+                .any(|n| n.starts_with("saved "))
+        });
+        let note = harness.state().notes()[before..]
+            .iter()
+            .find(|n| n.starts_with("saved "))
+            .expect("a note")
+            .clone();
+        std::path::PathBuf::from(note.trim_start_matches("saved "))
+    };
+    let before = harness.state().notes().len();
+    harness.get_by_label("Save PNG").click();
+    let window = saved(&mut harness, before);
+    let folder = harness
+        .state()
+        .latest()
+        .and_then(|s| s.folder.clone())
+        .expect("kept");
+    assert!(
+        window.starts_with(folder.join("shots")),
+        "{}",
+        window.display()
+    );
+    let before = harness.state().notes().len();
+    harness.get_by_label("Save view PNG").click();
+    let view = saved(&mut harness, before);
+    let (ww, wh) = image::image_dimensions(&window).expect("the window PNG decodes");
+    let (vw, vh) = image::image_dimensions(&view).expect("the view PNG decodes");
+    assert!(ww > 100 && wh > 100, "{ww}x{wh}");
+    assert!(
+        vw < ww && vh < wh && vw > 50 && vh > 50,
+        "{vw}x{vh} within {ww}x{wh}"
+    );
+    let pixels = image::open(&view).expect("decodes").to_rgb8();
+    assert!(
+        pixels.pixels().any(|p| p.0.iter().any(|&c| c > 80)),
+        "particles in the view"
+    );
+}

@@ -13,6 +13,7 @@ mod compare;
 mod controls;
 mod history;
 mod opened;
+mod pictures;
 mod plots;
 mod shown;
 mod timeline;
@@ -138,6 +139,8 @@ pub struct MsbregApp {
     opened: Option<Opened>,
     /// Messages that are not errors (old runs removed by the size cap), newest last.
     notes: Vec<String>,
+    /// Screenshots asked for (Save PNG).
+    pub(crate) pictures: pictures::Pictures,
     /// The runs directory (for the run browser).
     pub runs_dir: Option<std::path::PathBuf>,
     pub browser: Browser,
@@ -201,6 +204,7 @@ impl MsbregApp {
             opened: None,
             held: false,
             notes: Vec::new(),
+            pictures: pictures::Pictures::default(),
             runs_dir: options.runs.as_ref().map(|r| r.dir.clone()),
             browser: Browser::default(),
             compare: None,
@@ -290,6 +294,8 @@ impl MsbregApp {
             let folder = self.latest.as_ref().and_then(|s| s.folder.clone());
             self.timeline.follow(folder.as_deref());
         }
+        let saved = self.pictures.answers();
+        self.notes.extend(saved);
         if self.held && self.timeline.is_live() && self.opened.is_none() {
             // Back at the live run: what was set for a branch now applies to it.
             self.held = false;

@@ -164,6 +164,8 @@ pub(super) fn toolbar_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
         ui.checkbox(&mut app.view.tethers, "Tethers")
             .on_hover_text("Draw two views of each image joined to their centroid");
         ui.separator();
+        pictures_ui(app, ui);
+        ui.separator();
         ui.label("Arrows:");
         for (f, (name, help)) in [
             (
@@ -195,6 +197,28 @@ pub(super) fn toolbar_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
         ui.add(egui::Slider::new(&mut app.view.point_size_px, 1.0..=24.0).text("Point size"));
         ui.add(egui::Slider::new(&mut app.view.opacity, 0.05..=1.0).text("Opacity"));
     });
+}
+
+/// "Save PNG" (the window) and "Save view PNG" (the particle view): into the run folder on
+/// screen, else the working folder.
+fn pictures_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
+    let window = ui
+        .button("Save PNG")
+        .on_hover_text("Save the window as a PNG (in the run's folder, shots/)");
+    let view = ui
+        .button("Save view PNG")
+        .on_hover_text("Save the particle view alone as a PNG");
+    if !(window.clicked() || view.clicked()) {
+        return;
+    }
+    let dir = app
+        .opened()
+        .map(|o| o.dir.clone())
+        .or_else(|| app.latest().and_then(|s| s.folder.clone()))
+        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    let step = app.shown_frame().map_or(0, |frame| frame.step);
+    app.pictures
+        .request(ui.ctx(), &dir, &format!("step-{step:06}"), view.clicked());
 }
 
 fn error_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
@@ -257,6 +281,7 @@ pub fn view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
 
     let (rect, response) =
         ui.allocate_exact_size(ui.available_size(), egui::Sense::click_and_drag());
+    app.pictures.view_rect = Some(rect);
     app.camera.mode = app.view.mode.camera_mode();
     steer_camera(&mut app.camera, &response, ui);
     ui.painter()
