@@ -102,6 +102,8 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
     },
+    /// List the built-in lessons (`msbreg app --lesson NAME` plays one).
+    Lessons,
     /// List the wgpu adapters and the backend `auto` would take.
     Backends,
 }
@@ -143,6 +145,9 @@ struct AppArgs {
     /// Compare 2 to 4 run folders side by side (split views, overlaid curves, last values).
     #[arg(long, value_name = "DIR", num_args = 2..=4)]
     compare: Vec<PathBuf>,
+    /// Play a lesson: a built-in one by name (`msbreg lessons` lists them) or a lesson file.
+    #[arg(long, value_name = "NAME|FILE", conflicts_with_all = ["open", "compare"])]
+    lesson: Option<String>,
 }
 
 impl Default for AppArgs {
@@ -159,6 +164,7 @@ impl Default for AppArgs {
             runs_cap_gb: msbreg::session::catalog::DEFAULT_CAP_BYTES as f64 / 1e9,
             open: None,
             compare: Vec::new(),
+            lesson: None,
         }
     }
 }
@@ -290,6 +296,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         Some(Command::Bench { which }) => bench_command(which, cli.backend),
         Some(Command::Runs { dir, json }) => cli::runs::runs_command(&dir, json),
+        Some(Command::Lessons) => {
+            for (name, _) in msbreg::config::lesson::BUILT_IN {
+                let lesson = msbreg::config::lesson::Lesson::load(name)?;
+                println!(
+                    "{name:<22} {} ({} stages)",
+                    lesson.title,
+                    lesson.stages.len()
+                );
+            }
+            println!("play one with: msbreg app --lesson NAME (or a lesson file)");
+            Ok(())
+        }
         Some(Command::Render {
             run,
             out,
@@ -376,6 +394,12 @@ fn open_app(choice: BackendChoice, args: &AppArgs) -> anyhow::Result<()> {
     let data = args.data.as_deref().or(args.sandbox.then_some("sandbox"));
     let mut settings = teach_settings(data, None, None, None)?;
     settings.seed = args.seed;
+    // A lesson is checked before a window opens: its errors name the line.
+    let lesson = args
+        .lesson
+        .as_deref()
+        .map(msbreg::config::lesson::Lesson::load)
+        .transpose()?;
     for dir in args.open.iter().chain(&args.compare) {
         // Say what is wrong before a window opens.
         msbreg::session::RunFolder::open(dir)?;
@@ -393,6 +417,7 @@ fn open_app(choice: BackendChoice, args: &AppArgs) -> anyhow::Result<()> {
         }),
         open: args.open.clone(),
         compare: args.compare.clone(),
+        lesson,
         backend,
         settings,
         running: !args.paused,

@@ -200,6 +200,7 @@ fn every_view_mode_renders_the_particles_through_wgpu() {
         runs: None,
         open: None,
         compare: Vec::new(),
+        lesson: None,
     };
     let render_state = egui_kittest::wgpu::create_render_state(
         egui_kittest::wgpu::default_wgpu_setup(),
@@ -419,4 +420,95 @@ fn save_png_writes_the_window_and_the_view() {
         pixels.pixels().any(|p| p.0.iter().any(|&c| c > 80)),
         "particles in the view"
     );
+}
+
+/// A built-in lesson: its set-up reaches the trainer before the first step, Next enters each
+/// stage and its actions (at once, or at their step) reach the trainer as commands, the
+/// panels it does not name are hidden; Save as lesson writes a file that reopens to the same
+/// set-up.
+#[test]
+fn a_lesson_advances_through_its_stages_and_its_actions_reach_the_trainer() {
+    use msbreg::config::lesson::Lesson;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lesson = Lesson::load("attraction-collapses").expect("built in");
+    let mut options = kit::sandbox_options(
+        Some(msbreg::trainer::RunsDir {
+            dir: dir.path().join("runs"),
+            cap_bytes: 1 << 40,
+        }),
+        None,
+        true,
+    );
+    options.lesson = Some(lesson.clone());
+    let mut harness = kit::harness(options);
+    kit::run_until(&mut harness, "the lesson's forces in force", |app| {
+        app.latest().is_some_and(|s| s.dynamics == lesson.dynamics)
+    });
+    harness.run_steps(3);
+    let app = harness.state();
+    assert!(
+        !app.latest().is_some_and(|s| s.running),
+        "a lesson opens paused"
+    );
+    assert_eq!(
+        app.latest().map(|s| s.step),
+        Some(0),
+        "no step before its forces"
+    );
+    assert_eq!(
+        app.view.arrows,
+        [true, false, false],
+        "stage 1 shows the attraction"
+    );
+    assert!(
+        harness.query_by_label("Dataset").is_none(),
+        "the data panel is hidden"
+    );
+    harness.get_by_label_contains("stage 1 of 3");
+
+    // Stage 2 runs, and pauses at its step.
+    harness.get_by_label("Next").click();
+    harness.run_steps(2);
+    assert!(
+        harness
+            .state()
+            .sent
+            .iter()
+            .any(|c| matches!(c, Command::Run))
+    );
+    kit::run_until(&mut harness, "the pause at step 150", |app| {
+        app.latest().is_some_and(|s| !s.running && s.step >= 150)
+    });
+    assert!(
+        harness
+            .state()
+            .sent
+            .iter()
+            .any(|c| matches!(c, Command::Pause))
+    );
+
+    // Stage 3 switches the global dispersion on, with its arrows, and runs on.
+    harness.get_by_label("Next").click();
+    kit::run_until(&mut harness, "the singular value force on", |app| {
+        app.latest()
+            .is_some_and(|s| s.dynamics.singular_value.on && s.running)
+    });
+    assert_eq!(harness.state().view.arrows, [true, true, false]);
+    harness.run_steps(2);
+    assert_eq!(harness.state().lesson.as_ref().map(|p| p.stage), Some(2));
+    harness.get_by_label_contains("stage 3 of 3");
+
+    // Save as lesson, and reopen it.
+    let before = harness.state().notes().len();
+    harness.get_by_label("Save as lesson").click();
+    harness.run_steps(2);
+    let note = harness.state().notes()[before..]
+        .iter()
+        .find(|n| n.starts_with("saved the lesson "))
+        .cloned()
+        .expect("saved");
+    let path = note.trim_start_matches("saved the lesson ");
+    let saved = Lesson::load(path).expect("reopens");
+    assert_eq!(saved.settings, harness.state().settings);
+    assert_eq!(saved.dynamics, harness.state().dynamics);
 }

@@ -379,6 +379,7 @@ fn a_run_killed_with_sigkill_keeps_its_complete_chunks() {
         runs: None,
         open: Some(out.clone()),
         compare: Vec::new(),
+        lesson: None,
     };
     let app = msbreg::app::MsbregApp::new(&eframe::egui::Context::default(), None, options);
     assert!(app.opened().is_some(), "{:?}", app.error());

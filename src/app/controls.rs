@@ -14,12 +14,55 @@ use crate::trainer::Command;
 pub fn controls_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
     ui.heading("msbreg");
     run_controls_ui(app, ui);
+    // A lesson shows the panels it names.
+    let shows = |app: &MsbregApp, panel: &str| {
+        app.lesson
+            .as_ref()
+            .is_none_or(|player| player.lesson.shows(panel))
+    };
+    if shows(app, "data") {
+        ui.separator();
+        workload_ui(app, ui);
+    }
+    if shows(app, "forces") {
+        ui.separator();
+        forces_ui(app, ui);
+    }
+    if shows(app, "presets") {
+        ui.separator();
+        presets_ui(app, ui);
+    }
     ui.separator();
-    workload_ui(app, ui);
-    ui.separator();
-    forces_ui(app, ui);
-    ui.separator();
-    presets_ui(app, ui);
+    save_lesson_ui(app, ui);
+}
+
+/// "Save as lesson": the set-up on screen (data, seed, forces, learning rate) as a lesson
+/// file that opens the same picture elsewhere, in the run's folder (else the working folder).
+fn save_lesson_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
+    if !ui
+        .button("Save as lesson")
+        .on_hover_text("Write this set-up as a lesson file (msbreg app --lesson FILE opens it)")
+        .clicked()
+    {
+        return;
+    }
+    let step = app.latest().map_or(0, |s| s.step);
+    let dir = app
+        .latest()
+        .and_then(|s| s.folder.clone())
+        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    let path = dir.join(format!("lesson-step-{step:06}.toml"));
+    let written = crate::config::lesson::Lesson::save_text(
+        &app.settings,
+        &app.dynamics,
+        app.learning_rate,
+        step,
+    )
+    .and_then(|text| std::fs::write(&path, text).map_err(|e| e.to_string()));
+    app.note(match written {
+        Ok(()) => format!("saved the lesson {}", path.display()),
+        Err(err) => format!("the lesson was not saved ({}): {err}", path.display()),
+    });
 }
 
 fn run_controls_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {

@@ -12,6 +12,7 @@ mod browser;
 mod compare;
 mod controls;
 mod history;
+mod lesson;
 mod opened;
 mod pictures;
 mod plots;
@@ -33,6 +34,7 @@ pub use crate::config::{DataChoice, ModelChoice, WorkloadSettings};
 pub use browser::Browser;
 pub use compare::{Compare, MAX_COMPARED};
 pub use history::{History, POINTS_PER_SERIES, Series};
+pub use lesson::LessonPlayer;
 pub use opened::Opened;
 pub use timeline::{SPEEDS, Timeline};
 pub use view::{ViewMode, ViewSettings, class_color, frame_geometry};
@@ -52,6 +54,9 @@ pub struct AppOptions {
     pub open: Option<std::path::PathBuf>,
     /// Run folders to compare side by side from the start (`--compare DIR DIR ...`).
     pub compare: Vec<std::path::PathBuf>,
+    /// A lesson to play (`--lesson`): its set-up replaces `settings`, and the run starts
+    /// paused until a stage runs it.
+    pub lesson: Option<crate::config::lesson::Lesson>,
 }
 
 /// `--frame-stats`: repaint continuously and report frame times on stderr.
@@ -141,6 +146,8 @@ pub struct MsbregApp {
     notes: Vec<String>,
     /// Screenshots asked for (Save PNG).
     pub(crate) pictures: pictures::Pictures,
+    /// The lesson being played (`--lesson`).
+    pub lesson: Option<lesson::LessonPlayer>,
     /// The runs directory (for the run browser).
     pub runs_dir: Option<std::path::PathBuf>,
     pub browser: Browser,
@@ -159,7 +166,11 @@ impl MsbregApp {
         if let Some(render_state) = render_state {
             crate::render::install(render_state);
         }
-        let settings = options.settings;
+        let settings = options
+            .lesson
+            .as_ref()
+            .map_or(options.settings, |lesson| lesson.settings);
+        let running = options.running && options.lesson.is_none();
         let workload = settings.workload();
         let dynamics = workload.settings().dynamics();
         let learning_rate = workload.settings().learning_rate();
@@ -167,7 +178,7 @@ impl MsbregApp {
         let (trainer, error) = match Trainer::spawn_keeping(
             &options.backend,
             workload,
-            options.running && options.open.is_none() && options.compare.is_empty(),
+            running && options.open.is_none() && options.compare.is_empty(),
             Box::new(move || repaint_ctx.request_repaint()),
             options.runs.clone(),
         ) {
@@ -205,10 +216,14 @@ impl MsbregApp {
             held: false,
             notes: Vec::new(),
             pictures: pictures::Pictures::default(),
+            lesson: None,
             runs_dir: options.runs.as_ref().map(|r| r.dir.clone()),
             browser: Browser::default(),
             compare: None,
         };
+        if let Some(lesson) = options.lesson {
+            app.start_lesson(lesson);
+        }
         if let Some(dir) = &options.open {
             app.open_folder(dir);
         }
@@ -216,6 +231,11 @@ impl MsbregApp {
             app.compare_runs(&options.compare);
         }
         app
+    }
+
+    /// Adds a message to the status line.
+    pub(crate) fn note(&mut self, text: String) {
+        self.notes.push(text);
     }
 
     pub fn notes(&self) -> &[String] {
@@ -296,6 +316,7 @@ impl MsbregApp {
         }
         let saved = self.pictures.answers();
         self.notes.extend(saved);
+        self.lesson_tick();
         if self.held && self.timeline.is_live() && self.opened.is_none() {
             // Back at the live run: what was set for a branch now applies to it.
             self.held = false;

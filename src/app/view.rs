@@ -259,6 +259,7 @@ fn legend_ui(info: &RunInfo, ui: &mut egui::Ui) {
 }
 
 pub fn view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
+    super::lesson::lesson_ui(app, ui);
     toolbar_ui(app, ui);
     error_ui(app, ui);
     opened_ui(app, ui);

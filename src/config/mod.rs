@@ -14,6 +14,7 @@
 use std::path::PathBuf;
 
 mod image;
+pub mod lesson;
 mod sandbox;
 mod workload;
 

@@ -31,6 +31,7 @@ pub fn sandbox_options(runs: Option<RunsDir>, open: Option<&Path>, running: bool
         runs,
         open: open.map(Path::to_owned),
         compare: Vec::new(),
+        lesson: None,
     }
 }
 

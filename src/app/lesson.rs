@@ -1,0 +1,139 @@
+//! A lesson played in the app (`config::lesson`): the stage text above the view with Back /
+//! Next, each stage's actions sent as the user's own clicks would be (so the trainer, the
+//! events and the recording see them the same way), the ones with a step when the run
+//! reaches it. Back shows the earlier text without doing its actions again.
+
+use eframe::egui;
+
+use super::MsbregApp;
+use crate::config::lesson::{Action, Lesson};
+use crate::trainer::Command;
+
+/// A lesson and where it is.
+pub struct LessonPlayer {
+    pub lesson: Lesson,
+    pub stage: usize,
+    /// The timed actions of the stage entered last that are still to come: (step, action).
+    waiting: Vec<(u64, Action)>,
+}
+
+impl LessonPlayer {
+    pub fn new(lesson: Lesson) -> Self {
+        Self {
+            lesson,
+            stage: 0,
+            waiting: Vec::new(),
+        }
+    }
+}
+
+impl MsbregApp {
+    /// Opens `lesson`'s set-up (its forces and learning rate go to the paused trainer before
+    /// its first step) and enters its first stage.
+    pub(super) fn start_lesson(&mut self, lesson: Lesson) {
+        let rate = lesson.learning_rate.unwrap_or(self.learning_rate);
+        self.change_forces(lesson.dynamics, rate);
+        self.lesson = Some(LessonPlayer::new(lesson));
+        self.enter_stage(0);
+    }
+
+    /// Shows stage `index` and does its actions (the timed ones when their step comes).
+    fn enter_stage(&mut self, index: usize) {
+        let Some(player) = &mut self.lesson else {
+            return;
+        };
+        let Some(stage) = player.lesson.stages.get(index).cloned() else {
+            return;
+        };
+        player.stage = index;
+        player.waiting = stage
+            .actions
+            .iter()
+            .filter_map(|t| t.step.map(|s| (s, t.action.clone())))
+            .collect();
+        for timed in stage.actions.iter().filter(|t| t.step.is_none()) {
+            self.act(&timed.action);
+        }
+    }
+
+    /// Does the stage's timed actions whose step the run has reached.
+    pub(super) fn lesson_tick(&mut self) {
+        let Some(step) = self.latest().map(|s| s.step) else {
+            return;
+        };
+        let Some(player) = &mut self.lesson else {
+            return;
+        };
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut player.waiting)
+            .into_iter()
+            .partition(|(s, _)| *s <= step);
+        player.waiting = waiting;
+        for (_, action) in due {
+            self.act(&action);
+        }
+    }
+
+    /// One action, as the controls would do it.
+    fn act(&mut self, action: &Action) {
+        match action {
+            Action::Run => self.send(Command::Run),
+            Action::Pause => self.send(Command::Pause),
+            Action::Switch { force, on } => {
+                let mut dynamics = self.dynamics;
+                force.of(&mut dynamics).on = *on;
+                self.change_forces(dynamics, self.learning_rate);
+            }
+            Action::Weight { force, weight } => {
+                let mut dynamics = self.dynamics;
+                force.of(&mut dynamics).weight = *weight;
+                self.change_forces(dynamics, self.learning_rate);
+            }
+            Action::Arrows { force, on } => self.view.arrows[force.index()] = *on,
+            Action::Preset(preset) => self.change_forces(preset.dynamics(), self.learning_rate),
+        }
+    }
+}
+
+/// The lesson's title, stage text, and Back / Next.
+pub fn lesson_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
+    let Some(player) = &app.lesson else {
+        return;
+    };
+    let (stage, count) = (player.stage, player.lesson.stages.len());
+    let title = player.lesson.title.clone();
+    let text = player.lesson.stages[stage].text.clone();
+    let mut go = None;
+    egui::Frame::new()
+        .fill(ui.visuals().faint_bg_color)
+        .inner_margin(6.0)
+        .show(ui, |ui| {
+            ui.horizontal_wrapped(|ui| {
+                ui.label(egui::RichText::new(title).strong());
+                ui.label(format!("stage {} of {count}", stage + 1));
+                if ui
+                    .add_enabled(stage > 0, egui::Button::new("Back"))
+                    .on_hover_text("The stage before (its actions are not done again)")
+                    .clicked()
+                {
+                    go = Some((stage - 1, false));
+                }
+                if ui
+                    .add_enabled(stage + 1 < count, egui::Button::new("Next"))
+                    .clicked()
+                {
+                    go = Some((stage + 1, true));
+                }
+            });
+            ui.label(text);
+        });
+    match go {
+        Some((index, true)) => app.enter_stage(index),
+        Some((index, false)) => {
+            if let Some(player) = &mut app.lesson {
+                player.stage = index;
+                player.waiting.clear();
+            }
+        }
+        None => {}
+    }
+}
