@@ -49,7 +49,8 @@ pub fn plots_ui(
         cursor_line(plot_ui, cursor);
     });
 
-    ui.label(egui::RichText::new("Forces' shares (of their norms, display set)").strong());
+    ui.label(egui::RichText::new("Forces' shares").strong())
+        .on_hover_text("Each force's part of the three forces' summed norms on the display set");
     plot("force shares")
         .include_y(0.0)
         .include_y(1.0)
