@@ -512,3 +512,51 @@ fn a_lesson_advances_through_its_stages_and_its_actions_reach_the_trainer() {
     assert_eq!(saved.settings, harness.state().settings);
     assert_eq!(saved.dynamics, harness.state().dynamics);
 }
+
+/// Save GIF renders the recorded steps of the run on screen into its folder's shots/, on a
+/// thread of its own; the GIF decodes again, a frame per recorded frame.
+#[test]
+fn save_gif_writes_the_recorded_steps() {
+    use image::AnimationDecoder as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runs = msbreg::trainer::RunsDir {
+        dir: dir.path().join("runs"),
+        cap_bytes: 1 << 40,
+    };
+    let mut harness = kit::harness(kit::sandbox_options(Some(runs), None, true));
+    kit::run_until(&mut harness, "20 steps", |app| {
+        app.latest().is_some_and(|s| s.step >= 20)
+    });
+    harness.get_by_label("Pause").click();
+    kit::run_until(&mut harness, "the recording up to the paused step", |app| {
+        let paused = app.latest().filter(|s| !s.running).map(|s| s.step);
+        paused.is_some() && app.timeline.range().map(|r| r.1) == paused
+    });
+    harness.run_steps(3);
+    let frames = harness
+        .state()
+        .timeline
+        .recording()
+        .map_or(0, msbreg::session::Recording::frame_count);
+    let before = harness.state().notes().len();
+    harness.get_by_label("Save GIF").click();
+    kit::run_until(&mut harness, "the GIF saved", |app| {
+        app.notes()[before..]
+            .iter()
+            .any(|n| n.contains(".gif") || n.contains("not saved"))
+    });
+    let note = harness.state().notes()[before..]
+        .iter()
+        .find(|n| n.contains(".gif") || n.contains("not saved"))
+        .cloned()
+        .expect("a note");
+    let path = note
+        .strip_prefix("saved ")
+        .unwrap_or_else(|| panic!("{note}"));
+    let decoder = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(
+        std::fs::File::open(path).expect("the GIF"),
+    ))
+    .expect("a GIF");
+    let decoded = decoder.into_frames().collect_frames().expect("decodes");
+    assert_eq!(decoded.len() as u64, frames.min(300));
+}

@@ -52,6 +52,37 @@ impl Pictures {
         ));
     }
 
+    /// Renders the recorded steps `from..=to` of the run folder `dir` as an animated GIF
+    /// (`dir/shots/steps-FROM-TO.gif`) on a thread of its own: the view goes on meanwhile.
+    pub fn request_clip(&mut self, ctx: &egui::Context, dir: &Path, from: u64, to: u64) {
+        let dir = dir.to_owned();
+        let sender = self.sender.clone();
+        let repaint = ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("msbreg-clip".to_owned())
+            .spawn(move || {
+                let path = dir.join("shots").join(format!("steps-{from}-{to}.gif"));
+                let made = (|| -> anyhow::Result<PathBuf> {
+                    std::fs::create_dir_all(dir.join("shots"))?;
+                    let mut recording = crate::session::Recording::open(&dir)?;
+                    let options = crate::render::clip::ClipOptions {
+                        from: Some(from),
+                        to: Some(to),
+                        ..crate::render::clip::ClipOptions::default()
+                    };
+                    crate::render::clip::render_clip(&mut recording, &options, &path)?;
+                    Ok(path.clone())
+                })();
+                let _ = sender.send(made.map_err(|e| e.to_string()));
+                repaint.request_repaint();
+            });
+        if let Err(err) = spawned {
+            let _ = self
+                .sender
+                .send(Err(format!("cannot start the clip's thread: {err}")));
+        }
+    }
+
     /// What was saved (or failed) since the last call, as status messages.
     pub fn answers(&self) -> Vec<String> {
         self.receiver

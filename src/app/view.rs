@@ -208,6 +208,18 @@ fn pictures_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
     let view = ui
         .button("Save view PNG")
         .on_hover_text("Save the particle view alone as a PNG");
+    let range = app.timeline.range();
+    let clip = ui
+        .add_enabled(range.is_some(), egui::Button::new("Save GIF"))
+        .on_hover_text(
+            "Save the recorded steps up to the timeline's cursor (or head) as an animated GIF",
+        );
+    if clip.clicked()
+        && let (Some(dir), Some((first, last))) = (app.timeline.dir().map(Path::to_owned), range)
+    {
+        let to = app.timeline.cursor().unwrap_or(last);
+        app.pictures.request_clip(ui.ctx(), &dir, first, to);
+    }
     if !(window.clicked() || view.clicked()) {
         return;
     }
