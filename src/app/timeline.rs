@@ -393,37 +393,44 @@ fn scrub_ui(timeline: &mut Timeline, first: u64, last: u64, ui: &mut egui::Ui) {
     let painter = ui.painter();
     let pointer = ui.input(|i| i.pointer.hover_pos());
     let mut hovered: Vec<String> = Vec::new();
+    // A tick under the rail at `step` (`length` long, in `color`), its text when the pointer
+    // is within `reach` of it.
+    let mut mark =
+        |step: u64, length: f32, reach: f32, color: egui::Color32, text: &dyn Fn() -> String| {
+            if step < first || step > last {
+                return;
+            }
+            let x = rail.left() + rail_width * (step - first) as f32 / span;
+            let top = rail.bottom() - length / 2.0 + 1.0;
+            painter.line_segment(
+                [egui::pos2(x, top), egui::pos2(x, top + length)],
+                egui::Stroke::new(2.0, color),
+            );
+            if pointer.is_some_and(|p| (p.x - x).abs() < 4.0 && (p.y - top).abs() < reach) {
+                hovered.push(text());
+            }
+        };
     for event in timeline.events() {
-        if event.step < first || event.step > last {
-            continue;
-        }
-        let x = rail.left() + rail_width * (event.step - first) as f32 / span;
-        let top = rail.bottom() - 2.0;
-        let color = egui::Color32::from_rgb(240, 180, 60);
-        painter.line_segment(
-            [egui::pos2(x, top), egui::pos2(x, top + 6.0)],
-            egui::Stroke::new(2.0, color),
+        mark(
+            event.step,
+            6.0,
+            12.0,
+            egui::Color32::from_rgb(240, 180, 60),
+            &|| format!("step {}: {}", event.step, event.text),
         );
-        if pointer.is_some_and(|p| (p.x - x).abs() < 4.0 && (p.y - top).abs() < 12.0) {
-            hovered.push(format!("step {}: {}", event.step, event.text));
-        }
     }
     // Branches of this run: a taller blue tick where each forked off.
     for (branch, step) in timeline.branches() {
-        if *step < first || *step > last {
-            continue;
-        }
-        let x = rail.left() + rail_width * (step - first) as f32 / span;
-        let top = rail.bottom() - 4.0;
-        let color = egui::Color32::from_rgb(90, 160, 255);
-        painter.line_segment(
-            [egui::pos2(x, top), egui::pos2(x, top + 10.0)],
-            egui::Stroke::new(2.0, color),
+        mark(
+            *step,
+            10.0,
+            14.0,
+            egui::Color32::from_rgb(90, 160, 255),
+            &|| {
+                let name = branch.file_name().unwrap_or_default().to_string_lossy();
+                format!("step {step}: branch {name} forked here")
+            },
         );
-        if pointer.is_some_and(|p| (p.x - x).abs() < 4.0 && (p.y - top).abs() < 14.0) {
-            let name = branch.file_name().unwrap_or_default().to_string_lossy();
-            hovered.push(format!("step {step}: branch {name} forked here"));
-        }
     }
     if !hovered.is_empty() {
         egui::Tooltip::always_open(
