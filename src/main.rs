@@ -123,6 +123,10 @@ struct AppArgs {
     /// The seed of the first run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Held-out points shown (default: 10,000 on a GPU, 2,000 on the CPU); the first 512
+    /// with their views and arrows, the rest refreshed a chunk at a time.
+    #[arg(long, value_name = "N")]
+    points: Option<usize>,
     /// Measure: repaint continuously while training, print frame-time percentiles after this
     /// many seconds, and close.
     #[arg(long, value_name = "SECS")]
@@ -158,6 +162,7 @@ impl Default for AppArgs {
             sandbox: false,
             paused: false,
             seed: 0,
+            points: None,
             frame_stats: None,
             stats_every: None,
             runs_dir: PathBuf::from(msbreg::session::catalog::DEFAULT_RUNS_DIR),
@@ -239,6 +244,23 @@ enum BenchCommand {
         /// Give up on a target after this many seconds.
         #[arg(long, default_value_t = 120.0)]
         max_seconds: f64,
+    },
+    /// What showing many points costs the app's trainer: its steps/s against the bare step,
+    /// the display's share of its time, how long a round over every point takes.
+    Display {
+        /// One workload instead of the app's default and the shapes: shapes, digits,
+        /// fashion-mnist, sandbox, rings.
+        #[arg(long)]
+        data: Option<String>,
+        /// The image encoder: cnn, mlp, resnet18.
+        #[arg(long)]
+        model: Option<String>,
+        /// Points shown.
+        #[arg(long, default_value_t = 10_000)]
+        points: usize,
+        /// Seconds per measurement (the bare step, then the trainer).
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
     },
     /// The recording's size (MB per hour) and cost (% of the step time) at the app's default
     /// settings, on the app's default workload and on the sandbox.
@@ -394,6 +416,16 @@ fn open_app(choice: BackendChoice, args: &AppArgs) -> anyhow::Result<()> {
     let data = args.data.as_deref().or(args.sandbox.then_some("sandbox"));
     let mut settings = teach_settings(data, None, None, None)?;
     settings.seed = args.seed;
+    settings.display_points = match args.points {
+        Some(points) if points > msbreg::config::MAX_DISPLAY_POINTS => anyhow::bail!(
+            "--points {points}: the app shows at most {} points",
+            msbreg::config::MAX_DISPLAY_POINTS
+        ),
+        Some(points) => points,
+        None => msbreg::config::default_display_points(
+            backend.kind == msbreg::backend::BackendKind::Wgpu,
+        ),
+    };
     // A lesson is checked before a window opens: its errors name the line.
     let lesson = args
         .lesson
@@ -558,6 +590,35 @@ fn bench_command(which: BenchCommand, choice: BackendChoice) -> anyhow::Result<(
                 &backend::select(cli_backend)?,
                 &settings,
                 max_seconds.max(1.0),
+            )
+        }
+        BenchCommand::Display {
+            data,
+            model,
+            points,
+            seconds,
+        } => {
+            let workloads = if data.is_some() || model.is_some() {
+                vec![teach_settings(
+                    data.as_deref(),
+                    model.as_deref(),
+                    None,
+                    None,
+                )?]
+            } else {
+                msbreg::bench::display_workloads()
+            };
+            if points > msbreg::config::MAX_DISPLAY_POINTS {
+                anyhow::bail!(
+                    "--points {points}: at most {} points",
+                    msbreg::config::MAX_DISPLAY_POINTS
+                );
+            }
+            msbreg::bench::run_display_bench(
+                &backend::select(cli_backend)?,
+                &workloads,
+                points,
+                seconds.max(1.0),
             )
         }
         BenchCommand::Record { seconds } => {

@@ -476,6 +476,15 @@ fn a_lesson_advances_through_its_stages_and_its_actions_reach_the_trainer() {
             .iter()
             .any(|c| matches!(c, Command::Run))
     );
+    harness.get_by_label_contains("Effective rank and collapse level  <- look here");
+    assert!(
+        harness
+            .state()
+            .lesson
+            .as_ref()
+            .is_some_and(|p| p.pointer.is_none()),
+        "the callout waits for its step"
+    );
     kit::run_until(&mut harness, "the pause at step 150", |app| {
         app.latest().is_some_and(|s| !s.running && s.step >= 150)
     });
@@ -485,6 +494,15 @@ fn a_lesson_advances_through_its_stages_and_its_actions_reach_the_trainer() {
             .sent
             .iter()
             .any(|c| matches!(c, Command::Pause))
+    );
+    let pointer = harness
+        .state()
+        .lesson
+        .as_ref()
+        .and_then(|p| p.pointer.clone());
+    assert!(
+        pointer.is_some_and(|(class, text)| class.is_none() && text.contains("collapse")),
+        "the callout at step 150"
     );
 
     // Stage 3 switches the global dispersion on, with its arrows, and runs on.
@@ -496,6 +514,21 @@ fn a_lesson_advances_through_its_stages_and_its_actions_reach_the_trainer() {
     assert_eq!(harness.state().view.arrows, [true, true, false]);
     harness.run_steps(2);
     assert_eq!(harness.state().lesson.as_ref().map(|p| p.stage), Some(2));
+    harness.get_by_label_contains("Forces' shares  <- look here");
+    assert!(
+        harness
+            .query_by_label_contains("Effective rank and collapse level  <- look")
+            .is_none(),
+        "one plot pointed out at a time"
+    );
+    assert!(
+        harness
+            .state()
+            .lesson
+            .as_ref()
+            .is_some_and(|p| p.pointer.is_none()),
+        "a stage's callout ends with it"
+    );
     harness.get_by_label_contains("stage 3 of 3");
 
     // Save as lesson, and reopen it.

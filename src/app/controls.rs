@@ -6,7 +6,7 @@
 use eframe::egui;
 
 use super::MsbregApp;
-use crate::config::{DataChoice, ModelChoice, Preset};
+use crate::config::{DISPLAY_POINTS, DataChoice, ModelChoice, Preset};
 use crate::method::forces::CentroidMode;
 use crate::trainer::Command;
 
@@ -135,13 +135,28 @@ fn workload_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
             .logarithmic(true)
             .text("Batch size N"),
     );
-    let dragging = views.dragged() || batch.dragged();
+    let mut points = pending.display_points.max(DISPLAY_POINTS);
+    let shown = ui
+        .add(
+            egui::Slider::new(&mut points, DISPLAY_POINTS..=10_000)
+                .logarithmic(true)
+                .text("Shown points"),
+        )
+        .on_hover_text(format!(
+            "Held-out points drawn: the first {DISPLAY_POINTS} with their views and arrows, the \
+             others refreshed a chunk at a time (a fresh run)"
+        ));
+    if shown.changed() {
+        pending.display_points = points;
+    }
+    let dragging = views.dragged() || batch.dragged() || shown.dragged();
     if dragging {
         app.pending_settings = Some(pending);
     } else {
         app.pending_settings = None;
         settings.views = pending.views;
         settings.batch_size = pending.batch_size;
+        settings.display_points = pending.display_points;
     }
     ui.horizontal(|ui| {
         let label = ui.label("Seed");

@@ -15,6 +15,11 @@ pub struct LessonPlayer {
     pub stage: usize,
     /// The timed actions of the stage entered last that are still to come: (step, action).
     waiting: Vec<(u64, Action)>,
+    /// The plot this stage points out (`do = "plot"`).
+    pub plot: Option<super::plots::Mark>,
+    /// The callout this stage shows in the view (`do = "point"`): the class pointed at (the
+    /// whole cloud when `None`) and the text.
+    pub pointer: Option<(Option<u32>, String)>,
 }
 
 impl LessonPlayer {
@@ -23,6 +28,8 @@ impl LessonPlayer {
             lesson,
             stage: 0,
             waiting: Vec::new(),
+            plot: None,
+            pointer: None,
         }
     }
 }
@@ -46,6 +53,8 @@ impl MsbregApp {
             return;
         };
         player.stage = index;
+        player.plot = None;
+        player.pointer = None;
         player.waiting = stage
             .actions
             .iter()
@@ -90,6 +99,19 @@ impl MsbregApp {
             }
             Action::Arrows { force, on } => self.view.arrows[force.index()] = *on,
             Action::Preset(preset) => self.change_forces(preset.dynamics(), self.learning_rate),
+            Action::Plot(name) => {
+                if let Some(player) = &mut self.lesson {
+                    player.plot = Some(super::plots::Mark {
+                        name: name.clone(),
+                        scroll: true,
+                    });
+                }
+            }
+            Action::Point { class, text } => {
+                if let Some(player) = &mut self.lesson {
+                    player.pointer = Some((*class, text.clone()));
+                }
+            }
         }
     }
 }
@@ -132,6 +154,8 @@ pub fn lesson_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
             if let Some(player) = &mut app.lesson {
                 player.stage = index;
                 player.waiting.clear();
+                player.plot = None;
+                player.pointer = None;
             }
         }
         None => {}

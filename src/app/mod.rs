@@ -166,10 +166,15 @@ impl MsbregApp {
         if let Some(render_state) = render_state {
             crate::render::install(render_state);
         }
-        let settings = options
-            .lesson
-            .as_ref()
-            .map_or(options.settings, |lesson| lesson.settings);
+        let settings =
+            options
+                .lesson
+                .as_ref()
+                .map_or(options.settings, |lesson| WorkloadSettings {
+                    // How many points to show is the machine's choice, not the lesson's.
+                    display_points: options.settings.display_points,
+                    ..lesson.settings
+                });
         let running = options.running && options.lesson.is_none();
         let workload = settings.workload();
         let dynamics = workload.settings().dynamics();
@@ -435,7 +440,11 @@ impl MsbregApp {
                     } else {
                         self.latest.as_ref()
                     };
-                    plots::plots_ui(self.shown_history(), latest, cursor, ui);
+                    let mut mark = self.lesson.as_mut().and_then(|l| l.plot.take());
+                    plots::plots_ui(self.shown_history(), latest, cursor, &mut mark, ui);
+                    if let Some(lesson) = &mut self.lesson {
+                        lesson.plot = mark;
+                    }
                 });
             });
         egui::CentralPanel::default().show(ui, |ui| {
@@ -533,6 +542,23 @@ impl MsbregApp {
                     ui.label(format!("{:.0} images/s", s.images_per_sec));
                     ui.separator();
                     ui.label(if s.running { "running" } else { "paused" });
+                    ui.separator();
+                    let shown = s
+                        .frame
+                        .as_ref()
+                        .map_or(0, |f| f.points.len() + f.more.len());
+                    ui.label(format!(
+                        "{shown} of {} points shown, display {:.0} % of the trainer's time",
+                        s.info.labels.len(),
+                        100.0 * s.display_share
+                    ))
+                    .on_hover_text(format!(
+                        "The first {} points are embedded with their views at every refresh, \
+                         the others a chunk at a time; the display takes at most {:.0} % of \
+                         the trainer's time while it trains",
+                        s.frame.as_ref().map_or(0, |f| f.points.len()),
+                        100.0 * crate::trainer::DISPLAY_SHARE
+                    ));
                 }
                 None => {
                     ui.label("starting the run...");

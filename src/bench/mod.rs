@@ -8,7 +8,9 @@
 //! - `record` (`record.rs`): the recording's size per hour and its cost against the step.
 //! - `teach` (`teach.rs`): how soon the app's default run learns, and collapses with the
 //!   collapse preset.
+//! - `display` (`display.rs`): what showing many points costs the app's trainer.
 
+mod display;
 mod record;
 mod teach;
 
@@ -24,6 +26,7 @@ use crate::diagnostics::covariance;
 use crate::seed::{Stream, rng};
 use crate::session::{Run as _, SandboxRun};
 
+pub use display::{default_workloads as display_workloads, run_display_bench};
 pub use record::run_record_bench;
 pub use teach::run_teach_bench;
 

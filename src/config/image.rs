@@ -90,6 +90,10 @@ pub struct TrainConfig {
     pub record: RecordSettings,
     /// Batches the loader thread prepares ahead.
     pub loader_queue: usize,
+    /// Held-out images the app shows in all: the display set (the first `eval.query_size`,
+    /// with their views and arrows) and more of the test split beyond it (0: the display set
+    /// alone).
+    pub display_points: usize,
 }
 
 impl Default for TrainConfig {
@@ -127,6 +131,7 @@ impl TrainConfig {
             // A frame costs a forward pass of the display set (about one step): 2%.
             record: RecordSettings::every(50),
             loader_queue: 4,
+            display_points: 0,
         }
     }
 
@@ -296,6 +301,12 @@ impl TrainConfig {
         validate_optimizer(&self.optimizer)?;
         validate_knn(&self.eval.knn, ["eval.knn.k", "eval.knn.temperature"])?;
         self.record.validate()?;
+        check(
+            self.display_points <= super::MAX_DISPLAY_POINTS,
+            "display_points",
+            self.display_points,
+            "at most 100,000 points (0: the display set alone)",
+        )?;
         check(
             self.checkpoint.keep >= 1,
             "checkpoint.keep",

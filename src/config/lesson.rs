@@ -17,8 +17,11 @@
 //! ```
 //!
 //! Actions: `run`, `pause`, `switch` (`force`, `on`), `weight` (`force`, `weight`), `arrows`
-//! (`force`, `on`), `preset` (`name`); forces are `attraction`, `global`, `local`. A wrong key
-//! or an impossible action is an error naming the file and the line.
+//! (`force`, `on`), `preset` (`name`), `plot` (`name`: one of [`PLOTS`], framed and scrolled
+//! into sight), `point` (`text`, and `class` to point at that class's points, else at the
+//! whole cloud); forces are `attraction`, `global`, `local`. A `plot` or `point` lasts until
+//! the stage changes. A wrong key or an impossible action is an error naming the file and the
+//! line.
 
 use std::path::Path;
 
@@ -54,6 +57,9 @@ pub const BUILT_IN: [(&str, &str); 5] = [
 
 /// The panels a lesson can show or hide.
 pub const PANELS: [&str; 3] = ["data", "forces", "presets"];
+
+/// The plots a lesson can point out (`do = "plot"`), as the right panel shows them.
+pub const PLOTS: [&str; 6] = ["losses", "shares", "rank", "uniformity", "knn", "spectrum"];
 
 /// A lesson file as written.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -107,6 +113,10 @@ struct ActionFile {
     weight: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    class: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
 }
 
 /// One of the three forces, by the name a lesson gives it.
@@ -151,10 +161,27 @@ impl ForceName {
 pub enum Action {
     Run,
     Pause,
-    Switch { force: ForceName, on: bool },
-    Weight { force: ForceName, weight: f32 },
-    Arrows { force: ForceName, on: bool },
+    Switch {
+        force: ForceName,
+        on: bool,
+    },
+    Weight {
+        force: ForceName,
+        weight: f32,
+    },
+    Arrows {
+        force: ForceName,
+        on: bool,
+    },
     Preset(Preset),
+    /// Frame the plot with this name (one of [`PLOTS`]) and scroll it into sight.
+    Plot(String),
+    /// A callout with `text` pointing at the points of `class` (the whole cloud when
+    /// `None`).
+    Point {
+        class: Option<u32>,
+        text: String,
+    },
 }
 
 /// An action and when: on entering its stage (`step` `None`), or once the run is at `step`.
@@ -301,7 +328,7 @@ impl Lesson {
                     .iter()
                     .map(|spanned| {
                         let line = line_of(text, spanned.span().start);
-                        check_action(spanned.get_ref())
+                        check_action(spanned.get_ref(), class_count(&settings))
                             .map_err(|message| invalid(format!("line {line}: {message}")))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -378,7 +405,16 @@ fn model_name(settings: &WorkloadSettings) -> &'static str {
     }
 }
 
-fn check_action(file: &ActionFile) -> Result<Timed, String> {
+/// How many classes the data of `settings` has.
+fn class_count(settings: &WorkloadSettings) -> usize {
+    match settings.workload() {
+        super::Workload::Sandbox(config) => config.data.classes,
+        // shapes, digits, Fashion-MNIST: ten each.
+        super::Workload::Images(_) => 10,
+    }
+}
+
+fn check_action(file: &ActionFile, classes: usize) -> Result<Timed, String> {
     let force = || -> Result<ForceName, String> {
         let name = file.force.as_deref().ok_or_else(|| {
             format!(
@@ -424,10 +460,41 @@ fn check_action(file: &ActionFile) -> Result<Timed, String> {
                 .ok_or_else(|| "do = \"preset\" needs name = a preset".to_owned())?;
             Action::Preset(Preset::from_name(name).map_err(|e| e.to_string())?)
         }
+        "plot" => {
+            let name = file
+                .name
+                .as_deref()
+                .ok_or_else(|| format!("do = \"plot\" needs name = one of {}", PLOTS.join(", ")))?;
+            if !PLOTS.contains(&name) {
+                return Err(format!(
+                    "name = {name:?} is not a plot: use {}",
+                    PLOTS.join(", ")
+                ));
+            }
+            Action::Plot(name.to_owned())
+        }
+        "point" => {
+            let text = file
+                .text
+                .as_deref()
+                .ok_or_else(|| "do = \"point\" needs text = what to say".to_owned())?;
+            if let Some(class) = file.class
+                && class as usize >= classes
+            {
+                return Err(format!(
+                    "class = {class}: the data has classes 0 to {}",
+                    classes.saturating_sub(1)
+                ));
+            }
+            Action::Point {
+                class: file.class,
+                text: text.trim().to_owned(),
+            }
+        }
         other => {
             return Err(format!(
-                "do = {other:?} is not an action: use run, pause, switch, weight, arrows or \
-                 preset"
+                "do = {other:?} is not an action: use run, pause, switch, weight, arrows, \
+                 preset, plot or point"
             ));
         }
     };
@@ -447,6 +514,49 @@ mod tests {
             let lesson = Lesson::load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!lesson.stages.is_empty(), "{name}");
             assert!(!lesson.title.is_empty());
+        }
+    }
+
+    #[test]
+    fn plots_and_pointers_are_checked() {
+        let good = "title = \"x\"\n[[stages]]\ntext = \"a\"\nactions = [\n  { do = \"plot\", name = \"rank\" },\n  { do = \"point\", class = 3, text = \" here \" },\n  { step = 5, do = \"point\", text = \"the cloud\" },\n]\n";
+        let lesson = Lesson::parse(good, "good.toml").expect("valid");
+        let actions: Vec<Action> = lesson.stages[0]
+            .actions
+            .iter()
+            .map(|t| t.action.clone())
+            .collect();
+        assert_eq!(
+            actions,
+            vec![
+                Action::Plot("rank".to_owned()),
+                Action::Point {
+                    class: Some(3),
+                    text: "here".to_owned()
+                },
+                Action::Point {
+                    class: None,
+                    text: "the cloud".to_owned()
+                },
+            ]
+        );
+        assert_eq!(lesson.stages[0].actions[2].step, Some(5));
+        for (bad, words) in [
+            ("{ do = \"plot\", name = \"loss\" }", ["\"loss\"", "losses"]),
+            ("{ do = \"plot\" }", ["needs name", "spectrum"]),
+            (
+                "{ do = \"point\", class = 8, text = \"a\" }",
+                ["class = 8", "0 to 7"],
+            ),
+            ("{ do = \"point\", class = 1 }", ["needs text", "point"]),
+        ] {
+            let text =
+                format!("title = \"x\"\n[[stages]]\ntext = \"a\"\nactions = [\n  {bad},\n]\n");
+            let err = Lesson::parse(&text, "bad.toml").expect_err(bad).to_string();
+            assert!(err.contains("line 5"), "{err}");
+            for word in words {
+                assert!(err.contains(word), "{bad}: {err}");
+            }
         }
     }
 

@@ -21,7 +21,8 @@ mod workload;
 pub use image::{CheckpointSettings, EvalSettings, TrainConfig};
 pub use sandbox::SimConfig;
 pub use workload::{
-    DISPLAY_POINTS, DataChoice, ModelChoice, RunSettings, Workload, WorkloadSettings,
+    DISPLAY_POINTS, DataChoice, MAX_DISPLAY_POINTS, ModelChoice, RunSettings, Workload,
+    WorkloadSettings, default_display_points,
 };
 
 use serde::{Deserialize, Serialize};
@@ -151,6 +152,7 @@ impl Preset {
             optimizer: OptimizerConfig::default(),
             knn: KnnConfig::default(),
             record: RecordSettings::every(10),
+            display_points: 0,
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct SimConfig {
     pub optimizer: OptimizerConfig,
     pub knn: KnnConfig,
     pub record: RecordSettings,
+    /// Points the app shows in all: the evaluation set (with its views and arrows) and as
+    /// many more drawn from the same blobs (0: the evaluation set alone).
+    pub display_points: usize,
 }
 
 impl Default for SimConfig {
@@ -197,6 +200,12 @@ impl SimConfig {
         validate_optimizer(&self.optimizer)?;
         validate_knn(&self.knn, ["knn.k", "knn.temperature"])?;
         self.record.validate()?;
+        check(
+            self.display_points <= super::MAX_DISPLAY_POINTS,
+            "display_points",
+            self.display_points,
+            "at most 100,000 points (0: the display set alone)",
+        )?;
         validate_dynamics(&self.dynamics)
     }
 }

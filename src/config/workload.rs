@@ -12,8 +12,19 @@ use crate::data::source::{DataSource, SourceKind};
 use crate::method::Dynamics;
 use crate::model::EncoderKind;
 
-/// At most this many held-out points are displayed (and evaluated) in the app.
+/// The held-out points the app displays with their views, arrows and recorded frames (and
+/// evaluates its display diagnostics on): the display set's core.
 pub const DISPLAY_POINTS: usize = 512;
+
+/// The most points a run displays in all (`display_points`): the core and further held-out
+/// points beyond it, embedded in rolling chunks (see `trainer`).
+pub const MAX_DISPLAY_POINTS: usize = 100_000;
+
+/// What the app shows by default on `backend`: 10,000 held-out points on a GPU, 2,000 on the
+/// CPU (where the rolling refresh of 10,000 images through a CNN takes half a minute).
+pub fn default_display_points(gpu: bool) -> usize {
+    if gpu { 10_000 } else { 2_000 }
+}
 
 /// What to train.
 #[derive(Clone, Debug, PartialEq)]
@@ -206,6 +217,9 @@ pub struct WorkloadSettings {
     /// N, images per batch.
     pub batch_size: usize,
     pub seed: u64,
+    /// Held-out points shown in all (the first [`DISPLAY_POINTS`] with their views and
+    /// arrows); 0 or fewer than the core shows the core alone.
+    pub display_points: usize,
 }
 
 /// The steps in the config of an app's sandbox run: more than anyone trains in the app.
@@ -221,6 +235,7 @@ impl Default for WorkloadSettings {
             views: Preset::Msbreg.views(),
             batch_size: 64,
             seed: 0,
+            display_points: 0,
         }
     }
 }
@@ -277,6 +292,7 @@ impl WorkloadSettings {
                 ..Preset::Msbreg.config()
             };
             config.views.count = self.views;
+            config.display_points = self.display_points;
             // An open-ended run (the app trains until paused), so that its checkpoints stay
             // within the steps of its config.toml.
             config.steps = APP_SANDBOX_STEPS;
@@ -309,6 +325,7 @@ impl WorkloadSettings {
             config.warmup_epochs = 0.05;
             config.eval.bank_size = 1000;
             config.eval.query_size = DISPLAY_POINTS;
+            config.display_points = self.display_points;
             Workload::Images(config)
         }
     }

@@ -128,6 +128,17 @@ impl PointSet {
 
 /// The training and evaluation sets of `config`, drawn from `rng`.
 pub fn generate(config: &SandboxDataConfig, rng: &mut impl Rng) -> (PointSet, PointSet) {
+    let (train, eval, _) = generate_with_more(config, 0, rng);
+    (train, eval)
+}
+
+/// [`generate`], and `more` points drawn after them from the same classes (the app's further
+/// displayed points): the training and evaluation sets do not depend on `more`.
+pub fn generate_with_more(
+    config: &SandboxDataConfig,
+    more: usize,
+    rng: &mut impl Rng,
+) -> (PointSet, PointSet, PointSet) {
     let centres = match config.kind {
         SandboxKind::Gaussians => blob_centres(config, rng),
         SandboxKind::Rings => Vec::new(),
@@ -171,7 +182,8 @@ pub fn generate(config: &SandboxDataConfig, rng: &mut impl Rng) -> (PointSet, Po
     };
     let train = draw(config.train_size);
     let eval = draw(config.eval_size);
-    (train, eval)
+    let more = draw(more);
+    (train, eval, more)
 }
 
 /// K blob centres, row-major `[K, dim]`: evenly on the unit circle in 2-D; otherwise Gaussian,

@@ -39,6 +39,10 @@ pub struct Frame {
     /// Two fixed augmented views of every displayed point, projected the same way.
     pub views: Vec<[[f32; 3]; 2]>,
     pub views_sphere: Vec<[[f32; 3]; 2]>,
+    /// The displayed points beyond the core (no views), projected with the same basis from
+    /// embeddings refreshed a chunk at a time (so some are older than `step`); not recorded.
+    pub more: Vec<[f32; 3]>,
+    pub more_sphere: Vec<[f32; 3]>,
 }
 
 impl Frame {
@@ -67,7 +71,20 @@ impl Frame {
                 .collect(),
             points,
             views,
+            more: Vec::new(),
+            more_sphere: Vec::new(),
         }
+    }
+
+    /// The frame with `more` points beyond the core (snapped to the grid, not coarsened).
+    #[must_use]
+    pub fn with_more(mut self, more: &[[f32; 3]]) -> Self {
+        self.more = more
+            .iter()
+            .map(|p| p.map(|x| dequantize(quantize(x))))
+            .collect();
+        self.more_sphere = self.more.iter().copied().map(on_sphere).collect();
+        self
     }
 
     /// The grid indices of every coordinate: the points (`3n`), then the first views (`3n`),

@@ -38,8 +38,11 @@ pub struct ImageRun {
     plan: Arc<BatchPlan>,
     eval: Option<EvalSet>,
     display: DisplaySet,
-    /// The displayed images (a prefix of the held-out queries, or of the training images).
+    /// The displayed images (a prefix of the held-out queries and of the test split beyond
+    /// them, or of the training images), the core first.
     display_images: ImageSet,
+    /// The first [`DisplaySet::core`] of them.
+    display_core: ImageSet,
     learner: Learner<ImageNet>,
     /// Steps done.
     step: u64,
@@ -66,7 +69,7 @@ impl ImageRun {
             &config.data.describe(),
         );
         // The evaluation subsets first: then the training split moves into the loader's set.
-        let eval = eval_set(&splits, &config.eval, config.seed);
+        let eval = eval_set(&splits, &config.eval, config.display_points, config.seed);
         let images = training_images(splits);
         if images.len() < config.batch_size {
             return Err(SessionError::Setup {
@@ -116,12 +119,17 @@ impl ImageRun {
         let online: Online<ImageNet> = config.model.init(channels, side, &device);
         let online = seeded_init(online, &mut rng(config.seed, Stream::Weights));
         let learner = Learner::new(online, &config.optimizer);
+        // The core: the first queries (or training images), as many as `DISPLAY_POINTS`; then
+        // more of the same order up to `display_points`.
         let display_images = {
-            let set = eval.as_ref().map_or(plan.images.as_ref(), |e| &e.queries);
-            let take: Vec<usize> = (0..set.len().min(DISPLAY_POINTS)).collect();
-            set.subset(&take)
+            let set = eval.as_ref().map_or(plan.images.as_ref(), |e| &e.display);
+            let all = set.len().min(DISPLAY_POINTS.max(config.display_points));
+            set.subset(&(0..all).collect::<Vec<_>>())
         };
+        let core = display_images.len().min(DISPLAY_POINTS);
+        let display_core = display_images.subset(&(0..core).collect::<Vec<_>>());
         let display = DisplaySet {
+            core,
             class_names: display_images.class_names.clone(),
             labels: display_images
                 .labels
@@ -133,6 +141,7 @@ impl ImageRun {
             eval,
             display,
             display_images,
+            display_core,
             config,
             device,
             plan,
@@ -382,7 +391,24 @@ impl Run for ImageRun {
     }
 
     fn display_embeddings(&self) -> Result<[Vec<f32>; 3], SessionError> {
-        Ok(self.embed_display(&self.display_images)?)
+        Ok(self.embed_display(&self.display_core)?)
+    }
+
+    fn display_rows(&self, range: std::ops::Range<usize>) -> Result<Vec<f32>, SessionError> {
+        let end = range.end.min(self.display_images.len());
+        let start = range.start.min(end);
+        if start == end {
+            return Ok(Vec::new());
+        }
+        let set = self
+            .display_images
+            .subset(&(start..end).collect::<Vec<_>>());
+        let predictor = self.config.dynamics.predictor;
+        Ok(
+            self.embed_set(&set, None, |online: &Online<ImageNet>, x: Tensor<4>| {
+                online.embed(x, predictor)
+            })?,
+        )
     }
 
     /// kNN accuracy of the encoder's features, and the diagnostics of the normalised online

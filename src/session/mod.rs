@@ -108,12 +108,27 @@ pub enum Preview {
 }
 
 /// The held-out points a run displays (the app draws one particle each).
+///
+/// The first `core` points are the display set proper: embedded with two fixed views each
+/// at every display refresh, for the diagnostics, the projection's basis, the arrows and the
+/// recording. The points after them (`display_points` in the config) are shown too, embedded
+/// in rolling chunks ([`Run::display_rows`]) and projected with the core's basis.
 #[derive(Clone, Debug)]
 pub struct DisplaySet {
     pub class_names: Vec<String>,
-    /// The label of every displayed point.
+    /// The label of every displayed point, the core first.
     pub labels: Vec<u32>,
+    /// How many of the points are the core.
+    pub core: usize,
+    /// Every displayed point's preview, the core first.
     pub preview: Preview,
+}
+
+impl DisplaySet {
+    /// The labels of the core (what a recording of the run keeps).
+    pub fn core_labels(&self) -> &[u32] {
+        &self.labels[..self.core.min(self.labels.len())]
+    }
 }
 
 /// Where a step stands in the run's schedules.
@@ -194,9 +209,13 @@ pub trait Run: Send {
     }
     /// The held-out points the app displays.
     fn display(&self) -> &DisplaySet;
-    /// Unit embeddings of the displayed points and of two fixed views of each, row-major
-    /// `[len, D]` each.
+    /// Unit embeddings of the display set's core and of two fixed views of each point,
+    /// row-major `[core, D]` each.
     fn display_embeddings(&self) -> Result<[Vec<f32>; 3], SessionError>;
+    /// Unit embeddings of the displayed points `range` (indices into [`DisplaySet::labels`];
+    /// no views), row-major `[range.len(), D]`: what refreshes the points beyond the core a
+    /// chunk at a time. The core's rows equal [`Run::display_embeddings`]' first.
+    fn display_rows(&self, range: std::ops::Range<usize>) -> Result<Vec<f32>, SessionError>;
     /// Every diagnostic on the held-out set, kNN included; `None` when the data has no
     /// labelled held-out split.
     fn evaluate(&self) -> Result<Option<Diagnostics>, SessionError>;

@@ -19,7 +19,7 @@ use super::{
     Cadence, DisplaySet, LabelledFeatures, Parts, Preview, Run, Schedule, SessionError, write_err,
 };
 use crate::config::{RunSettings, SimConfig, Workload};
-use crate::data::sandbox::{PointSet, generate, make_views};
+use crate::data::sandbox::{PointSet, generate_with_more, make_views};
 use crate::diagnostics::{self, Diagnostics, EvalEmbeddings, KnnConfig};
 use crate::method::forces::{brownian_directions, tensor_2d};
 use crate::method::{Learner, StepError, StepReport};
@@ -37,6 +37,9 @@ pub struct SandboxRun {
     eval_view_a: Vec<f32>,
     eval_view_b: Vec<f32>,
     display: DisplaySet,
+    /// The inputs of every displayed point (the evaluation set, then the points beyond it),
+    /// row-major.
+    display_inputs: Vec<f32>,
     learner: Learner<SandboxNet>,
     batch_rng: ChaCha8Rng,
     brownian_rng: ChaCha8Rng,
@@ -59,7 +62,10 @@ impl SandboxRun {
     /// A fresh run of `config` (assumed validated) on `device` (without autodiff).
     pub fn new(config: SimConfig, device: &Device) -> Self {
         let seed = config.seed;
-        let (train, eval) = generate(&config.data, &mut rng(seed, Stream::Dataset));
+        let beyond = config.display_points.saturating_sub(config.data.eval_size);
+        let (train, eval, more) =
+            generate_with_more(&config.data, beyond, &mut rng(seed, Stream::Dataset));
+        let display_inputs: Vec<f32> = eval.points.iter().chain(&more.points).copied().collect();
         let mut eval_rng = rng(seed, Stream::EvalViews);
         let all: Vec<usize> = (0..eval.len()).collect();
         let eval_view_a = make_views(&eval, &all, 1, &config.views, &mut eval_rng);
@@ -68,9 +74,10 @@ impl SandboxRun {
             class_names: (0..config.data.classes)
                 .map(|c| format!("class {c}"))
                 .collect(),
-            labels: eval.labels.clone(),
+            labels: eval.labels.iter().chain(&more.labels).copied().collect(),
+            core: eval.len(),
             preview: Preview::Points {
-                points: eval.points.clone(),
+                points: display_inputs.clone(),
                 dim: eval.dim,
             },
         };
@@ -86,6 +93,7 @@ impl SandboxRun {
             eval_view_a,
             eval_view_b,
             display,
+            display_inputs,
             learner,
             batch_rng: rng(seed, Stream::Batches),
             brownian_rng: rng(seed, Stream::Brownian),
@@ -266,6 +274,17 @@ impl Run for SandboxRun {
             self.embed(&online, &self.eval_view_a)?,
             self.embed(&online, &self.eval_view_b)?,
         ])
+    }
+
+    fn display_rows(&self, range: std::ops::Range<usize>) -> Result<Vec<f32>, SessionError> {
+        let dim = self.eval.dim;
+        let end = range.end.min(self.display.labels.len());
+        let start = range.start.min(end);
+        if start == end {
+            return Ok(Vec::new());
+        }
+        let online = self.learner.online().valid();
+        Ok(self.embed(&online, &self.display_inputs[start * dim..end * dim])?)
     }
 
     fn evaluate(&self) -> Result<Option<Diagnostics>, SessionError> {

@@ -12,23 +12,38 @@ use crate::seed::{Stream, rng};
 pub(super) struct EvalSet {
     pub bank: ImageSet,
     pub queries: ImageSet,
+    /// The queries, then more of the test split in the same seeded order, up to
+    /// `display_points` images in all (the app shows them).
+    pub display: ImageSet,
 }
 
 /// Which labelled images evaluation uses: the test split as queries and the labelled training
 /// split as the bank, each a seeded subset of the configured size; `None` without labels.
-pub(super) fn eval_set(splits: &Splits, settings: &EvalSettings, seed: u64) -> Option<EvalSet> {
+/// The displayed images continue the queries' order to `display_points`.
+pub(super) fn eval_set(
+    splits: &Splits,
+    settings: &EvalSettings,
+    display_points: usize,
+    seed: u64,
+) -> Option<EvalSet> {
     let labelled_train = splits.train.labels.as_ref().map(|_| &splits.train)?;
     let queries = splits.test.as_ref().filter(|t| t.labels.is_some())?;
     let mut rng = rng(seed, Stream::EvalViews);
-    let mut pick = |set: &ImageSet, count: usize| {
+    let mut order_of = |set: &ImageSet| {
         let mut order: Vec<usize> = (0..set.len()).collect();
         order.shuffle(&mut rng);
-        order.truncate(count.min(set.len()));
-        set.subset(&order)
+        order
     };
+    let bank_order = order_of(labelled_train);
+    let query_order = order_of(queries);
+    let first = |order: &[usize], count: usize| order[..count.min(order.len())].to_vec();
     Some(EvalSet {
-        bank: pick(labelled_train, settings.bank_size),
-        queries: pick(queries, settings.query_size),
+        bank: labelled_train.subset(&first(&bank_order, settings.bank_size)),
+        queries: queries.subset(&first(&query_order, settings.query_size)),
+        display: queries.subset(&first(
+            &query_order,
+            settings.query_size.max(display_points),
+        )),
     })
 }
 

@@ -122,6 +122,12 @@ pub struct Snapshot {
     pub spectrum: Vec<f64>,
     pub spectrum_initial: Vec<f64>,
     pub images_per_sec: f64,
+    /// The display's share of the trainer's time (display and training) since the run
+    /// started: embedding, diagnostics, projection and arrows (kNN not included).
+    pub display_share: f64,
+    /// How long the last round of chunks over the points beyond the core took (the age of
+    /// the oldest shown embedding); `None` before one.
+    pub display_round_secs: Option<f64>,
     /// The last error (NaN loss, a dataset that did not load); the run on screen is kept.
     pub error: Option<String>,
     /// The run folder the run is kept in (once it has trained a step; `None` in memory).

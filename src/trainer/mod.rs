@@ -5,7 +5,8 @@
 //! UI --Run/Pause/Step/Reset (bounded queue)-------+
 //!    --forces, learning rate, new run (latest-value slots + a wake-up bell)--+
 //!                                                  v
-//!    "msbreg-trainer": apply between steps, step the Run, embed the display set,
+//!    "msbreg-trainer": apply between steps, step the Run, embed the display set's core and
+//!                      a chunk of the points beyond it (at most 15 % of its time),
 //!                      diagnostics, kNN every few seconds, project (PCA, aligned)
 //! UI <--Snapshot (one-slot mailbox, newest wins, metrics merged)-- then the repaint callback
 //! ```
@@ -38,6 +39,7 @@ pub use messages::{
     Snapshot,
 };
 pub use slots::{Bell, Slot};
+pub use thread::DISPLAY_SHARE;
 pub(crate) use thread::{DISPLAY_INTERVAL, KNN_INTERVAL};
 
 use crate::backend::Backend;

@@ -438,14 +438,14 @@ impl Recorder {
             return Self::create(path, run, embeddings_every);
         }
         let recording = Recording::open_file(path)?;
-        if recording.header.points as usize != run.display().labels.len() {
+        if recording.header.points as usize != run.display().core_labels().len() {
             return Err(RecordingError::Mismatch {
                 path: path.to_owned(),
                 reason: format!(
                     "it records {} points but the run displays {}; move it away to record \
                      afresh",
                     recording.header.points,
-                    run.display().labels.len()
+                    run.display().core_labels().len()
                 ),
             });
         }
@@ -526,9 +526,9 @@ impl Recorder {
 pub fn header_for(run: &dyn crate::session::Run) -> RecordingHeader {
     let display = run.display();
     RecordingHeader {
-        points: display.labels.len() as u32,
+        points: display.core_labels().len() as u32,
         embed_dim: run.settings().embed_dim() as u32,
-        labels: display.labels.clone(),
+        labels: display.core_labels().to_vec(),
         class_names: display.class_names.clone(),
         describe: run.settings().describe(),
         started_unix_ms: now_unix_ms(),

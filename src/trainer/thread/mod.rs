@@ -2,8 +2,12 @@
 //! running, refresh the display (embed, diagnostics, project) at most every 150 ms and kNN at
 //! most every 3 s, post snapshots.
 
+mod beyond;
 mod forces;
 mod kept;
+
+pub use beyond::DISPLAY_SHARE;
+use beyond::{Beyond, DisplayClock};
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -100,6 +104,12 @@ struct TrainerState<'a> {
     last_rows: Option<[Vec<f32>; 3]>,
     /// Messages for the user that are not errors (runs removed by the size cap).
     notes: Vec<String>,
+    /// The displayed points beyond the core, refreshed a chunk at a time.
+    beyond: Beyond,
+    /// The step at which every point beyond the core was last embedded at once.
+    beyond_all_at: Option<u64>,
+    /// The display's share of the trainer's time.
+    clock: DisplayClock,
     run_started: Instant,
     /// Where the run on screen comes from (`origin.json` of its folder), and its first
     /// event's text when it is a branch.
@@ -152,6 +162,9 @@ impl<'a> TrainerState<'a> {
             folder: None,
             last_rows: None,
             notes: Vec::new(),
+            beyond: Beyond::default(),
+            beyond_all_at: None,
+            clock: DisplayClock::default(),
             run_started: Instant::now(),
             origin: app_origin(),
             origin_text: String::new(),
@@ -187,6 +200,13 @@ impl<'a> TrainerState<'a> {
         self.last_rows = None;
         self.run_started = Instant::now();
         let display = run.display().clone();
+        self.beyond = Beyond::new(
+            display.core,
+            display.labels.len(),
+            run.settings().embed_dim(),
+        );
+        self.beyond_all_at = None;
+        self.clock = DisplayClock::default();
         let info = RunInfo {
             run_id: self.next_run_id,
             workload,
@@ -369,6 +389,7 @@ impl<'a> TrainerState<'a> {
         match run.step() {
             Ok(losses) => {
                 let secs = start.elapsed().as_secs_f64().max(1e-9);
+                self.clock.trained(secs);
                 if let Some(folder) = &mut self.folder
                     && self
                         .last_checkpoint
@@ -408,7 +429,8 @@ impl<'a> TrainerState<'a> {
         }
         let due = self
             .last_display
-            .is_none_or(|at| at.elapsed() >= DISPLAY_INTERVAL);
+            .is_none_or(|at| at.elapsed() >= DISPLAY_INTERVAL)
+            && self.clock.may_refresh();
         if single || due || !self.running {
             self.refresh_display(single || !self.running);
             self.post();
@@ -423,13 +445,24 @@ impl<'a> TrainerState<'a> {
             return;
         };
         let step = run.steps_done();
-        if self.frame.as_ref().is_some_and(|frame| frame.step == step) {
-            // This step is on screen (and recorded) already: the embeddings have not moved.
+        if let Some(frame) = self.frame.as_ref().filter(|frame| frame.step == step) {
+            // This step is on screen (and recorded) already: the core has not moved; a pause
+            // completes the points beyond it.
             if force {
+                if self.beyond_all_at != Some(step) && !self.beyond.is_empty() {
+                    let frame = Frame::clone(frame);
+                    if let Err(err) = self.refresh_beyond(step, true) {
+                        self.error = Some(err.to_string());
+                    }
+                    let d = self.info.as_ref().map_or(0, |info| info.embed_dim);
+                    let more = self.framer.project_directions(self.beyond.rows(), d);
+                    self.frame = Some(Arc::new(frame.with_more(&more)));
+                }
                 self.refresh_knn(step);
             }
             return;
         }
+        let started = Instant::now();
         let [points, view_a, view_b] = match run.display_embeddings() {
             Ok(rows) => rows,
             Err(err) => {
@@ -444,6 +477,10 @@ impl<'a> TrainerState<'a> {
         self.spectrum = spectrum;
         let (arrows, force_shares) = forces::arrows_of(&self.framer, &**run, &rows, d, step);
         self.arrows = Some(Arc::new(arrows));
+        if let Err(err) = self.refresh_beyond(step, force) {
+            self.error = Some(err.to_string());
+        }
+        let frame = frame.with_more(&self.framer.project_directions(self.beyond.rows(), d));
         let [points, view_a, view_b] = &rows;
         let diagnostics = DisplayDiagnostics {
             force_shares,
@@ -455,6 +492,14 @@ impl<'a> TrainerState<'a> {
         if step == 0 || self.spectrum_initial.is_empty() {
             self.spectrum_initial.clone_from(&self.spectrum);
         }
+        if !force {
+            let secs = started.elapsed().as_secs_f64();
+            let credit = self.clock.displayed(secs);
+            self.beyond.adapt(credit, secs);
+        }
+        let Some(run) = &self.run else {
+            return;
+        };
         let knn_due = force || self.last_knn.is_none_or(|at| at.elapsed() >= KNN_INTERVAL);
         let knn_acc = if knn_due {
             self.last_knn = Some(Instant::now());
@@ -520,6 +565,23 @@ impl<'a> TrainerState<'a> {
         }
     }
 
+    /// Embeds the next chunk of the points beyond the core (all of them when `all`).
+    fn refresh_beyond(&mut self, step: u64, all: bool) -> Result<(), SessionError> {
+        let Some(run) = &self.run else {
+            return Ok(());
+        };
+        let range = self.beyond.next_range(all);
+        if range.is_empty() {
+            return Ok(());
+        }
+        let rows = run.display_rows(range.clone())?;
+        self.beyond.store(range, &rows, all);
+        if all {
+            self.beyond_all_at = Some(step);
+        }
+        Ok(())
+    }
+
     /// Measures kNN at `step` (already displayed) and attaches it to its metrics point.
     fn refresh_knn(&mut self, step: u64) {
         let Some(run) = &self.run else {
@@ -560,6 +622,8 @@ impl<'a> TrainerState<'a> {
             spectrum: self.spectrum.clone(),
             spectrum_initial: self.spectrum_initial.clone(),
             images_per_sec: self.images_per_sec,
+            display_share: self.clock.share(),
+            display_round_secs: self.beyond.round_secs(),
             error: self.error.clone(),
             folder: self.folder.as_ref().map(|f| f.path().to_owned()),
             notes: std::mem::take(&mut self.notes),
