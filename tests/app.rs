@@ -422,6 +422,15 @@ fn save_png_writes_the_window_and_the_view() {
     );
 }
 
+/// The lesson's callout in the view (class, text), if any.
+fn pointer(harness: &Harness<'static, MsbregApp>) -> Option<(Option<u32>, String)> {
+    harness
+        .state()
+        .lesson
+        .as_ref()
+        .and_then(|p| p.pointer.clone())
+}
+
 /// A built-in lesson: its set-up reaches the trainer before the first step, Next enters each
 /// stage and its actions (at once, or at their step) reach the trainer as commands, the
 /// panels it does not name are hidden; Save as lesson writes a file that reopens to the same
@@ -477,14 +486,7 @@ fn a_lesson_advances_through_its_stages_and_its_actions_reach_the_trainer() {
             .any(|c| matches!(c, Command::Run))
     );
     harness.get_by_label_contains("Effective rank and collapse level  <- look here");
-    assert!(
-        harness
-            .state()
-            .lesson
-            .as_ref()
-            .is_some_and(|p| p.pointer.is_none()),
-        "the callout waits for its step"
-    );
+    assert_eq!(pointer(&harness), None, "the callout waits for its step");
     kit::run_until(&mut harness, "the pause at step 150", |app| {
         app.latest().is_some_and(|s| !s.running && s.step >= 150)
     });
@@ -495,13 +497,8 @@ fn a_lesson_advances_through_its_stages_and_its_actions_reach_the_trainer() {
             .iter()
             .any(|c| matches!(c, Command::Pause))
     );
-    let pointer = harness
-        .state()
-        .lesson
-        .as_ref()
-        .and_then(|p| p.pointer.clone());
     assert!(
-        pointer.is_some_and(|(class, text)| class.is_none() && text.contains("collapse")),
+        pointer(&harness).is_some_and(|(class, text)| class.is_none() && text.contains("collapse")),
         "the callout at step 150"
     );
 
@@ -521,14 +518,7 @@ fn a_lesson_advances_through_its_stages_and_its_actions_reach_the_trainer() {
             .is_none(),
         "one plot pointed out at a time"
     );
-    assert!(
-        harness
-            .state()
-            .lesson
-            .as_ref()
-            .is_some_and(|p| p.pointer.is_none()),
-        "a stage's callout ends with it"
-    );
+    assert_eq!(pointer(&harness), None, "a stage's callout ends with it");
     harness.get_by_label_contains("stage 3 of 3");
 
     // Save as lesson, and reopen it.
@@ -592,4 +582,31 @@ fn save_gif_writes_the_recorded_steps() {
     .expect("a GIF");
     let decoded = decoder.into_frames().collect_frames().expect("decodes");
     assert_eq!(decoded.len() as u64, frames.min(300));
+}
+
+/// More points than the display set's core: the app shows all of them while it trains, says
+/// so with the display's share of the trainer's time, and offers the setting.
+#[test]
+fn the_app_shows_every_point_asked_for() {
+    let mut options = kit::sandbox_options(None, None, true);
+    options.settings.display_points = 1500;
+    let mut harness = kit::harness(options);
+    kit::run_until(&mut harness, "20 steps with every point shown", |app| {
+        app.latest().is_some_and(|s| {
+            s.step >= 20
+                && s.frame
+                    .as_ref()
+                    .is_some_and(|f| f.points.len() + f.more.len() == 1500)
+        })
+    });
+    harness.run_steps(2);
+    harness.get_by_label_contains("1500 of 1500 points shown, display");
+    assert!(
+        harness.get_all_by_label("Shown points").count() >= 1,
+        "the setting is offered"
+    );
+    assert_eq!(
+        harness.state().latest().map(|s| s.info.labels.len()),
+        Some(1500)
+    );
 }

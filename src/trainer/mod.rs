@@ -40,7 +40,7 @@ pub use messages::{
 };
 pub use slots::{Bell, Slot};
 pub use thread::DISPLAY_SHARE;
-pub(crate) use thread::{DISPLAY_INTERVAL, KNN_INTERVAL};
+pub(crate) use thread::{DISPLAY_INTERVAL, DisplayClock, KNN_INTERVAL};
 
 use crate::backend::Backend;
 use crate::config::{Workload, WorkloadSettings};

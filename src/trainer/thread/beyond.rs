@@ -130,7 +130,7 @@ impl Beyond {
 
 /// How much of the trainer's time the display takes, and whether it may refresh now.
 #[derive(Debug, Default)]
-pub(super) struct DisplayClock {
+pub(crate) struct DisplayClock {
     /// Seconds of display the budget allows now (negative: owed).
     credit: f64,
     /// What the last refresh cost (the next is expected to cost as much).

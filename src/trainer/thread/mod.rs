@@ -6,8 +6,9 @@ mod beyond;
 mod forces;
 mod kept;
 
+use beyond::Beyond;
 pub use beyond::DISPLAY_SHARE;
-use beyond::{Beyond, DisplayClock};
+pub(crate) use beyond::DisplayClock;
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -445,19 +446,10 @@ impl<'a> TrainerState<'a> {
             return;
         };
         let step = run.steps_done();
-        if let Some(frame) = self.frame.as_ref().filter(|frame| frame.step == step) {
-            // This step is on screen (and recorded) already: the core has not moved; a pause
-            // completes the points beyond it.
+        if self.frame.as_ref().is_some_and(|frame| frame.step == step) {
+            // This step is on screen (and recorded) already: the core has not moved.
             if force {
-                if self.beyond_all_at != Some(step) && !self.beyond.is_empty() {
-                    let frame = Frame::clone(frame);
-                    if let Err(err) = self.refresh_beyond(step, true) {
-                        self.error = Some(err.to_string());
-                    }
-                    let d = self.info.as_ref().map_or(0, |info| info.embed_dim);
-                    let more = self.framer.project_directions(self.beyond.rows(), d);
-                    self.frame = Some(Arc::new(frame.with_more(&more)));
-                }
+                self.complete_beyond(step);
                 self.refresh_knn(step);
             }
             return;
@@ -515,12 +507,38 @@ impl<'a> TrainerState<'a> {
         };
         let frame = Arc::new(frame);
         self.frame = Some(Arc::clone(&frame));
+        self.record(&frame, &rows, &diagnostics, knn_acc);
+        self.last_rows = Some(rows);
+        match self.pending.last_mut() {
+            Some(point) if point.step == step => {
+                point.diagnostics = Some(diagnostics);
+                point.knn_acc = knn_acc;
+            }
+            _ => self.pending.push(MetricsPoint {
+                step,
+                losses: None,
+                diagnostics: Some(diagnostics),
+                knn_acc,
+            }),
+        }
+    }
+
+    /// Writes `frame` (of the core's `rows`) and its metrics line into the run's folder, if
+    /// it has one; a failed write pauses the run with the reason.
+    fn record(
+        &mut self,
+        frame: &Frame,
+        rows: &[Vec<f32>; 3],
+        diagnostics: &DisplayDiagnostics,
+        knn_acc: Option<f64>,
+    ) {
+        let step = frame.step;
         let losses = self
             .pending
             .last()
             .filter(|point| point.step == step)
             .and_then(|point| point.losses);
-        if let Some(folder) = &mut self.folder {
+        if let (Some(folder), Some(run)) = (&mut self.folder, &self.run) {
             let mut record = MetricsRecord::new(
                 step,
                 losses,
@@ -538,7 +556,7 @@ impl<'a> TrainerState<'a> {
             record.images_per_sec = Some(self.images_per_sec);
             record.evaluated = Some(knn_acc.is_some());
             let written = folder
-                .record(&frame, &rows, &**run)
+                .record(frame, rows, &**run)
                 .map_err(SessionError::from)
                 .and_then(|()| folder.log(&record));
             self.framer.set_level(folder.precision_level());
@@ -550,19 +568,23 @@ impl<'a> TrainerState<'a> {
                 ));
             }
         }
-        self.last_rows = Some(rows);
-        match self.pending.last_mut() {
-            Some(point) if point.step == step => {
-                point.diagnostics = Some(diagnostics);
-                point.knn_acc = knn_acc;
-            }
-            _ => self.pending.push(MetricsPoint {
-                step,
-                losses: None,
-                diagnostics: Some(diagnostics),
-                knn_acc,
-            }),
+    }
+
+    /// Embeds every point beyond the core into the frame on screen (of `step`), unless done
+    /// at this step already: a pause shows them all as they are.
+    fn complete_beyond(&mut self, step: u64) {
+        if self.beyond_all_at == Some(step) || self.beyond.is_empty() {
+            return;
         }
+        let Some(frame) = self.frame.as_deref().cloned() else {
+            return;
+        };
+        if let Err(err) = self.refresh_beyond(step, true) {
+            self.error = Some(err.to_string());
+        }
+        let d = self.info.as_ref().map_or(0, |info| info.embed_dim);
+        let more = self.framer.project_directions(self.beyond.rows(), d);
+        self.frame = Some(Arc::new(frame.with_more(&more)));
     }
 
     /// Embeds the next chunk of the points beyond the core (all of them when `all`).
