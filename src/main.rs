@@ -42,6 +42,10 @@ enum Command {
     },
     /// Pretrain an image encoder with MSBReg, headless, and write a run folder.
     Train(Box<cli::train::TrainArgs>),
+    /// Every point of a grid of config values for several seeds, each an ordinary run folder,
+    /// evaluated (kNN, linear probe) beside the random-init encoder; writes table.md,
+    /// table.csv and curves.png. Run it again to resume.
+    Ablate(Box<cli::ablate::AblateArgs>),
     /// kNN and linear-probe accuracy of a run's encoder (at its last checkpoint).
     Eval {
         /// The run folder.
@@ -299,6 +303,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cli::train::train_command(&backend, &args, || {
                 cli::next_free_dir(Path::new("runs"), "train")
             })
+        }
+        Some(Command::Ablate(args)) => {
+            cli::ablate::ablate_command(&backend::select(cli.backend)?, &args)
         }
         Some(Command::Eval {
             run,

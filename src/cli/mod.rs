@@ -2,6 +2,7 @@
 //! bar, the printing. They drive the library's `headless` loops; `main.rs` parses and
 //! dispatches, and is the only place errors are printed.
 
+pub mod ablate;
 pub mod evaluate;
 pub mod runs;
 pub mod simulate;

@@ -65,42 +65,9 @@ pub struct TrainArgs {
     pub stop_after: Option<u64>,
 }
 
-/// Lays `value` at the dotted `key` of `table` (`--set KEY=VALUE`): the value as TOML when it
-/// is one TOML value (a number, a boolean, a quoted string, an array, an inline table), else
-/// as a plain string. Built as a value, never as TOML text, so a value cannot add keys of its
-/// own (a newline in it stays in the string).
+/// [`msbreg::config::set_key`], its error naming `flag`.
 fn set_key(table: &mut toml::Table, flag: &str, key: &str, value: &str) -> anyhow::Result<()> {
-    let parts: Vec<&str> = key.split('.').map(str::trim).collect();
-    let bare = |part: &str| {
-        !part.is_empty()
-            && part
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    };
-    if !parts.iter().all(|part| bare(part)) {
-        anyhow::bail!(
-            "{flag}: `{key}` is not a config key; keys are names joined by dots, e.g. \
-             dynamics.tau or optimizer.kind"
-        );
-    }
-    let parsed = toml::from_str::<toml::Table>(&format!("value = {value}"))
-        .ok()
-        .filter(|t| t.len() == 1)
-        .and_then(|mut t| t.remove("value"));
-    let value = parsed.unwrap_or_else(|| toml::Value::String(value.to_owned()));
-    let mut node = table;
-    let (last, path) = parts.split_last().unwrap_or((&"", &[]));
-    for part in path {
-        let entry = node
-            .entry((*part).to_owned())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let toml::Value::Table(inner) = entry else {
-            anyhow::bail!("{flag}: `{part}` in `{key}` is a value, not a table");
-        };
-        node = inner;
-    }
-    node.insert((*last).to_owned(), value);
-    Ok(())
+    msbreg::config::set_key(table, key, value).map_err(|err| anyhow::anyhow!("{flag}: {err}"))
 }
 
 /// The config from the preset, the file, then the flags, in that order of precedence.

@@ -314,6 +314,47 @@ pub fn merge_tables(mut base: toml::Table, overrides: toml::Table) -> toml::Tabl
     base
 }
 
+/// Lays `value` at the dotted `key` of `table` (`--set KEY=VALUE`, an ablation's grid): the
+/// value as TOML when it is one TOML value (a number, a boolean, a quoted string, an array, an
+/// inline table), else as a plain string. Built as a value, never as TOML text, so a value
+/// cannot add keys of its own (a newline in it stays in the string).
+///
+/// # Errors
+/// A key that is not names joined by dots, or that goes through a value.
+pub fn set_key(table: &mut toml::Table, key: &str, value: &str) -> Result<(), String> {
+    let parts: Vec<&str> = key.split('.').map(str::trim).collect();
+    let bare = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if !parts.iter().all(|part| bare(part)) {
+        return Err(format!(
+            "`{key}` is not a config key; keys are names joined by dots, e.g. dynamics.tau or \
+             optimizer.kind"
+        ));
+    }
+    let parsed = toml::from_str::<toml::Table>(&format!("value = {value}"))
+        .ok()
+        .filter(|t| t.len() == 1)
+        .and_then(|mut t| t.remove("value"));
+    let value = parsed.unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let mut node = table;
+    let (last, path) = parts.split_last().unwrap_or((&"", &[]));
+    for part in path {
+        let entry = node
+            .entry((*part).to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(inner) = entry else {
+            return Err(format!("`{part}` in `{key}` is a value, not a table"));
+        };
+        node = inner;
+    }
+    node.insert((*last).to_owned(), value);
+    Ok(())
+}
+
 /// `config` as TOML, every key written. Fails (rather than writing an empty file) on what TOML
 /// cannot hold, such as an integer above 2^63 - 1.
 pub fn to_toml(config: &impl Serialize) -> Result<String, ConfigError> {

@@ -59,6 +59,16 @@ pub trait RunSettings {
 }
 
 impl Workload {
+    /// The steps the config asks for, as far as it says without its data: the sandbox's
+    /// `steps`, an image run's `max_steps` (0 when it runs every epoch of a data set not yet
+    /// loaded).
+    pub fn planned_steps(&self) -> u64 {
+        match self {
+            Self::Sandbox(config) => config.steps as u64,
+            Self::Images(config) => config.max_steps as u64,
+        }
+    }
+
     pub fn settings(&self) -> &dyn RunSettings {
         match self {
             Self::Sandbox(config) => config,

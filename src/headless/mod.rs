@@ -3,11 +3,14 @@
 //! [`export_folder`] (what `eval` and `export` run), which never write into the run folder
 //! except the export files asked for.
 
+pub mod ablate;
+mod ablate_table;
 mod drive;
 mod evaluate;
 
 use std::path::PathBuf;
 
+pub use ablate_table::mean_std;
 pub use drive::{DriveOptions, Outcome, Progress, drive, simulate};
 pub use evaluate::{EvalReport, evaluate_folder, export_folder, linear_probe};
 
