@@ -210,6 +210,37 @@ fn forces_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
         "Local dispersion",
         "Brownian loss: a random kick per image",
     );
+    let vicreg_on: Vec<&str> = [
+        (dynamics.variance.on, "variance"),
+        (dynamics.covariance.on, "covariance"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, name)| *name)
+    .collect();
+    let header = if vicreg_on.is_empty() {
+        "VICReg terms".to_owned()
+    } else {
+        format!("VICReg terms ({} on)", vicreg_on.join(", "))
+    };
+    egui::CollapsingHeader::new(header)
+        .id_salt("vicreg terms")
+        .default_open(dynamics.variance.on || dynamics.covariance.on)
+        .show(ui, |ui| {
+            force_ui(
+                ui,
+                &mut dynamics.variance,
+                "Variance",
+                "VICReg: holds each dimension's spread over the batch up to a uniform cloud's \
+                 (no arrows drawn)",
+            );
+            force_ui(
+                ui,
+                &mut dynamics.covariance,
+                "Covariance",
+                "VICReg: decorrelates the dimensions (no arrows drawn)",
+            );
+        });
     ui.checkbox(&mut dynamics.predictor, "Predictor")
         .on_hover_text("Pass the online projection through the predictor head");
     ui.checkbox(&mut dynamics.ema, "EMA target")

@@ -155,6 +155,9 @@ pub struct History {
     pub loss_centroid: Series,
     pub loss_sv: Series,
     pub loss_brownian: Series,
+    /// VICReg's terms, at the steps that had them on.
+    pub loss_variance: Series,
+    pub loss_covariance: Series,
     /// The displayed embeddings' effective rank divided by the embedding dimension D.
     pub effective_rank_per_dim: Series,
     pub collapse_level: Series,
@@ -176,6 +179,8 @@ impl History {
             loss_centroid: series(),
             loss_sv: series(),
             loss_brownian: series(),
+            loss_variance: series(),
+            loss_covariance: series(),
             effective_rank_per_dim: series(),
             collapse_level: series(),
             uniformity: series(),
@@ -199,6 +204,12 @@ impl History {
                 self.loss_sv.push(step, f64::from(losses.loss_sv));
                 self.loss_brownian
                     .push(step, f64::from(losses.loss_brownian));
+                if let Some(value) = losses.loss_variance {
+                    self.loss_variance.push(step, f64::from(value));
+                }
+                if let Some(value) = losses.loss_covariance {
+                    self.loss_covariance.push(step, f64::from(value));
+                }
             }
             if let Some(d) = point.diagnostics {
                 self.effective_rank_per_dim
@@ -221,7 +232,7 @@ impl History {
         self.all().into_iter().map(Series::len).sum()
     }
 
-    fn all(&self) -> [&Series; 12] {
+    fn all(&self) -> [&Series; 14] {
         let [a, g, l] = &self.force_shares;
         [
             a,
@@ -231,6 +242,8 @@ impl History {
             &self.loss_centroid,
             &self.loss_sv,
             &self.loss_brownian,
+            &self.loss_variance,
+            &self.loss_covariance,
             &self.effective_rank_per_dim,
             &self.collapse_level,
             &self.uniformity,
@@ -370,6 +383,8 @@ mod tests {
             loss_centroid: 0.5,
             loss_sv: 0.75,
             loss_brownian: 0.25,
+            loss_variance: Some(0.125),
+            loss_covariance: None,
         };
         let diagnostics = DisplayDiagnostics {
             effective_rank: 6.0,
@@ -406,6 +421,11 @@ mod tests {
         assert_eq!(history.loss_centroid.points()[0].y, 0.5);
         assert_eq!(history.loss_sv.points()[0].y, 0.75);
         assert_eq!(history.loss_brownian.points()[0].y, 0.25);
+        assert_eq!(history.loss_variance.points()[0].y, 0.125);
+        assert!(
+            history.loss_covariance.is_empty(),
+            "a term that was off: no point"
+        );
         assert_eq!(xs(&history.effective_rank_per_dim), [0.0, 2.0]);
         assert_eq!(history.effective_rank_per_dim.points()[0].y, 0.75);
         assert_eq!(history.collapse_level.points()[1].y, 0.2);
@@ -413,7 +433,7 @@ mod tests {
         assert_eq!(history.alignment.points()[1].y, 0.3);
         assert_eq!(xs(&history.knn_acc), [0.0]);
         assert_eq!(history.force_shares[1].points()[1].y, 0.3);
-        assert_eq!(history.stored_points(), 4 * 2 + 4 * 2 + 3 * 2 + 1);
+        assert_eq!(history.stored_points(), (4 + 1) * 2 + 4 * 2 + 3 * 2 + 1);
     }
 
     #[test]

@@ -121,6 +121,8 @@ pub fn point(record: &MetricsRecord) -> MetricsPoint {
             loss_centroid,
             loss_sv,
             loss_brownian,
+            loss_variance: record.loss_variance,
+            loss_covariance: record.loss_covariance,
         }),
         _ => None,
     };

@@ -87,6 +87,12 @@ pub fn plots_ui(
             plot_ui.line(line("centroid", &history.loss_centroid));
             plot_ui.line(line("singular value", &history.loss_sv));
             plot_ui.line(line("Brownian", &history.loss_brownian));
+            if !history.loss_variance.is_empty() {
+                plot_ui.line(line("variance (VICReg)", &history.loss_variance));
+            }
+            if !history.loss_covariance.is_empty() {
+                plot_ui.line(line("covariance (VICReg)", &history.loss_covariance));
+            }
             cursor_line(plot_ui, cursor);
         });
     });

@@ -341,6 +341,7 @@ fn reference_dynamics() -> crate::method::Dynamics {
         predictor: true,
         ema: true,
         tau: 0.99,
+        ..crate::method::Dynamics::default()
     }
 }
 

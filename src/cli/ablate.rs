@@ -15,10 +15,14 @@ pub struct AblateArgs {
     /// A TOML config laid over the preset (unknown keys are errors): the base of every run.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The base preset (msbreg, collapse, byol, simsiam, no-sv, no-brownian); a grid may vary
-    /// it with the key `preset`.
+    /// The base preset (msbreg, collapse, byol, simsiam, no-sv, no-brownian, vicreg,
+    /// byol-reg, simsiam-reg, vicreg-reg); a grid may vary it with the key `preset`.
     #[arg(long, value_name = "NAME", default_value = "msbreg")]
     pub preset: String,
+    /// The images of every run (as `train --data`): shapes, digits, fashion-mnist[:DIR],
+    /// mnist:DIR, cifar10:DIR, folder:DIR, ... (image runs only).
+    #[arg(long, value_name = "SOURCE", conflicts_with = "sandbox")]
+    pub data: Option<String>,
     /// Any config key for every run, e.g. --set max_steps=500 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
@@ -60,7 +64,19 @@ pub fn spec_of(args: &AblateArgs) -> anyhow::Result<AblateSpec> {
         ),
         None => (String::new(), "(no config file)".to_owned()),
     };
-    let sets = args
+    let mut sets = Vec::new();
+    if let Some(spec) = &args.data {
+        let (data, detected) = msbreg::data::source::DataSource::parse_detected(spec)?;
+        if let Some(detected) = &detected {
+            eprintln!("--data {spec}: {}", detected.describe());
+        }
+        sets.push(("data.kind".to_owned(), format!("\"{}\"", data.kind.name())));
+        if let Some(path) = &data.path {
+            let path = toml::Value::String(path.display().to_string()).to_string();
+            sets.push(("data.path".to_owned(), path));
+        }
+    }
+    let flags = args
         .sets
         .iter()
         .map(|set| {
@@ -71,6 +87,7 @@ pub fn spec_of(args: &AblateArgs) -> anyhow::Result<AblateSpec> {
                 })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    sets.extend(flags);
     let grid = args
         .grid
         .iter()

@@ -20,7 +20,8 @@ pub struct TrainArgs {
     /// A TOML config; its keys override the preset's (unknown keys are errors).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The dynamics preset to start from (msbreg, collapse, byol, simsiam, no-sv, no-brownian).
+    /// The dynamics preset to start from (msbreg, collapse, byol, simsiam, no-sv,
+    /// no-brownian, vicreg, byol-reg, simsiam-reg, vicreg-reg).
     #[arg(long, value_name = "NAME", default_value = "msbreg")]
     pub preset: String,
     /// The images: shapes, digits, fashion-mnist[:DIR], mnist:DIR, cifar10:DIR, cifar100:DIR,

@@ -47,16 +47,28 @@ pub enum Preset {
     NoSv,
     /// MSBReg without the Brownian loss.
     NoBrownian,
+    /// VICReg: invariance (the attraction, no predictor, no EMA), variance and covariance.
+    Vicreg,
+    /// BYOL with the MSBReg regularizer (the singular value and Brownian terms).
+    ByolReg,
+    /// SimSiam with the MSBReg regularizer.
+    SimsiamReg,
+    /// VICReg with the MSBReg regularizer.
+    VicregReg,
 }
 
 impl Preset {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 10] = [
         Self::Msbreg,
         Self::Collapse,
         Self::Byol,
         Self::Simsiam,
         Self::NoSv,
         Self::NoBrownian,
+        Self::Vicreg,
+        Self::ByolReg,
+        Self::SimsiamReg,
+        Self::VicregReg,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +79,10 @@ impl Preset {
             Self::Simsiam => "simsiam",
             Self::NoSv => "no-sv",
             Self::NoBrownian => "no-brownian",
+            Self::Vicreg => "vicreg",
+            Self::ByolReg => "byol-reg",
+            Self::SimsiamReg => "simsiam-reg",
+            Self::VicregReg => "vicreg-reg",
         }
     }
 
@@ -80,6 +96,13 @@ impl Preset {
             Self::Simsiam => "SimSiam: leave-one-out centroid, M = 2, predictor, no EMA",
             Self::NoSv => "msbreg without the singular value loss (global dispersion off)",
             Self::NoBrownian => "msbreg without the Brownian loss (local dispersion off)",
+            Self::Vicreg => {
+                "VICReg: invariance (mean centroid), variance and covariance, M = 2, no \
+                 predictor, no EMA"
+            }
+            Self::ByolReg => "BYOL with the MSBReg regularizer (singular value + Brownian)",
+            Self::SimsiamReg => "SimSiam with the MSBReg regularizer (singular value + Brownian)",
+            Self::VicregReg => "VICReg with the MSBReg regularizer (singular value + Brownian)",
         }
     }
 
@@ -123,12 +146,41 @@ impl Preset {
                 brownian: Force::off(msbreg.brownian.weight),
                 ..msbreg
             },
+            Self::Vicreg => Dynamics {
+                centroid: Force::on(1.0),
+                centroid_mode: CentroidMode::Mean,
+                singular_value: Force::off(msbreg.singular_value.weight),
+                brownian: Force::off(msbreg.brownian.weight),
+                variance: Force::on(msbreg.variance.weight),
+                covariance: Force::on(msbreg.covariance.weight),
+                predictor: false,
+                ema: false,
+                ..msbreg
+            },
+            Self::ByolReg | Self::SimsiamReg | Self::VicregReg => {
+                let base = match self {
+                    Self::ByolReg => Self::Byol,
+                    Self::SimsiamReg => Self::Simsiam,
+                    _ => Self::Vicreg,
+                }
+                .dynamics();
+                Dynamics {
+                    singular_value: msbreg.singular_value,
+                    brownian: msbreg.brownian,
+                    ..base
+                }
+            }
         }
     }
 
     pub fn views(self) -> usize {
         match self {
-            Self::Byol | Self::Simsiam => 2,
+            Self::Byol
+            | Self::Simsiam
+            | Self::Vicreg
+            | Self::ByolReg
+            | Self::SimsiamReg
+            | Self::VicregReg => 2,
             _ => 4,
         }
     }
@@ -283,6 +335,8 @@ pub fn validate_dynamics(dynamics: &Dynamics) -> Result<(), ConfigError> {
         ("dynamics.centroid.weight", dynamics.centroid),
         ("dynamics.singular_value.weight", dynamics.singular_value),
         ("dynamics.brownian.weight", dynamics.brownian),
+        ("dynamics.variance.weight", dynamics.variance),
+        ("dynamics.covariance.weight", dynamics.covariance),
     ] {
         check(
             force.weight.is_finite() && force.weight >= 0.0,

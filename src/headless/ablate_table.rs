@@ -94,9 +94,10 @@ pub fn markdown(spec: &AblateSpec, plan: &Plan, results: &[RunResult]) -> String
     let keys: Vec<&str> = spec.grid.iter().map(|a| a.key.as_str()).collect();
     let _ = writeln!(
         out,
-        "# Ablation: {} preset, {} seeds{}\n",
+        "# Ablation: {} preset, {} seed{}{}\n",
         spec.preset,
         spec.seeds,
+        if spec.seeds == 1 { "" } else { "s" },
         if spec.sandbox { ", sandbox" } else { "" }
     );
     let _ = writeln!(

@@ -29,6 +29,11 @@ pub struct StepReport {
     pub loss_centroid: f32,
     pub loss_sv: f32,
     pub loss_brownian: f32,
+    /// VICReg's terms, while they are on.
+    #[serde(default)]
+    pub loss_variance: Option<f32>,
+    #[serde(default)]
+    pub loss_covariance: Option<f32>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -158,17 +163,30 @@ impl<E: Embedder> Learner<E> {
             .into_data()
             .try_to_vec::<f32>()
             .map_err(|err| StepError::Readback(format!("{err:?}")))?;
-        let [loss, loss_centroid, loss_sv, loss_brownian] = values[..] else {
+        let expected =
+            4 + usize::from(terms.variance.is_some()) + usize::from(terms.covariance.is_some());
+        let [loss, loss_centroid, loss_sv, loss_brownian, ref vicreg @ ..] = values[..] else {
             return Err(StepError::Readback(format!(
-                "expected 4 loss values, got {}",
+                "expected {expected} loss values, got {}",
                 values.len()
             )));
         };
+        if values.len() != expected {
+            return Err(StepError::Readback(format!(
+                "expected {expected} loss values, got {}",
+                values.len()
+            )));
+        }
+        let mut vicreg = vicreg.iter().copied();
+        let loss_variance = terms.variance.as_ref().and_then(|_| vicreg.next());
+        let loss_covariance = terms.covariance.as_ref().and_then(|_| vicreg.next());
         for (term, value) in [
             ("total", loss),
             ("centroid", loss_centroid),
             ("singular value", loss_sv),
             ("Brownian", loss_brownian),
+            ("variance", loss_variance.unwrap_or(0.0)),
+            ("covariance", loss_covariance.unwrap_or(0.0)),
         ] {
             if !value.is_finite() {
                 if let Some(rollback) = self.before_update.take() {
@@ -185,8 +203,7 @@ impl<E: Embedder> Learner<E> {
             optimizer: self.optimizer.clone(),
         });
 
-        let any_force = dynamics.centroid.on || dynamics.singular_value.on || dynamics.brownian.on;
-        if any_force {
+        if dynamics.any_force() {
             let grads = GradientsParams::from_grads(total.backward(), &self.online);
             self.online = self
                 .optimizer
@@ -205,6 +222,8 @@ impl<E: Embedder> Learner<E> {
             loss_centroid,
             loss_sv,
             loss_brownian,
+            loss_variance,
+            loss_covariance,
         })
     }
 }

@@ -17,6 +17,11 @@ pub struct MetricsRecord {
     pub loss_centroid: Option<f32>,
     pub loss_sv: Option<f32>,
     pub loss_brownian: Option<f32>,
+    /// VICReg's terms, on the lines of steps that had them on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_variance: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_covariance: Option<f32>,
     #[serde(deserialize_with = "nan_if_null")]
     pub effective_rank: f64,
     #[serde(deserialize_with = "nan_if_null")]
@@ -61,6 +66,8 @@ impl MetricsRecord {
             loss_centroid: report.map(|r| r.loss_centroid),
             loss_sv: report.map(|r| r.loss_sv),
             loss_brownian: report.map(|r| r.loss_brownian),
+            loss_variance: report.and_then(|r| r.loss_variance),
+            loss_covariance: report.and_then(|r| r.loss_covariance),
             effective_rank: diagnostics.effective_rank,
             uniformity: diagnostics.uniformity,
             alignment: diagnostics.alignment,
