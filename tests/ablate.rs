@@ -110,6 +110,17 @@ fn a_tiny_grid_writes_its_tables_and_curves_and_resumes_after_an_interruption() 
         stdout.contains("| random-init |"),
         "the table is printed too"
     );
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with('|')).collect();
+    let bars = |line: &str| line.matches('|').count();
+    assert_eq!(
+        rows.len(),
+        2 + 3,
+        "header, separator, a row per point: {table}"
+    );
+    assert!(
+        rows.iter().all(|row| bars(row) == bars(rows[0])),
+        "every row as wide as the header: {table}"
+    );
     let csv = std::fs::read_to_string(out.join("table.csv")).expect("table.csv");
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4, "{csv}");

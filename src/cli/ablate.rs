@@ -8,31 +8,42 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use msbreg::backend::Backend;
-use msbreg::headless::ablate::{AblateSpec, Axis, Event, RunResult, read_results, run_ablation};
+use msbreg::headless::ablate::{
+    AblateFile, AblateSpec, Axis, Event, RunResult, read_results, run_ablation,
+};
 
 #[derive(clap::Args)]
 pub struct AblateArgs {
+    /// An ablation file (assets/ablations/*.toml): title, sandbox or data, preset, seeds,
+    /// [set], [grid]; the flags below add to it (a flag's preset, data or seeds wins).
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// A TOML config laid over the preset (unknown keys are errors): the base of every run.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The base preset (msbreg, collapse, byol, simsiam, no-sv, no-brownian, vicreg,
     /// byol-reg, simsiam-reg, vicreg-reg); a grid may vary it with the key `preset`.
-    #[arg(long, value_name = "NAME", default_value = "msbreg")]
-    pub preset: String,
+    /// [default: msbreg]
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
     /// The images of every run (as `train --data`): shapes, digits, fashion-mnist[:DIR],
     /// mnist:DIR, cifar10:DIR, folder:DIR, ... (image runs only).
-    #[arg(long, value_name = "SOURCE", conflicts_with = "sandbox")]
+    #[arg(long, value_name = "SOURCE")]
     pub data: Option<String>,
     /// Any config key for every run, e.g. --set max_steps=500 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
     /// A grid axis: a config key (or `preset`) and its values, e.g.
     /// --grid dynamics.brownian.weight=0,0.1,1 (repeatable: every combination runs).
-    #[arg(long = "grid", value_name = "KEY=V1,V2,...", required = true)]
+    #[arg(
+        long = "grid",
+        value_name = "KEY=V1,V2,...",
+        required_unless_present = "file"
+    )]
     pub grid: Vec<String>,
-    /// Seeds per grid point (0 to N-1, added to the config's seed).
-    #[arg(long, default_value_t = 3)]
-    pub seeds: u64,
+    /// Seeds per grid point (0 to N-1, added to the config's seed). [default: 3]
+    #[arg(long)]
+    pub seeds: Option<u64>,
     /// The ablation's folder: a run folder per point and seed, results.jsonl, table.md,
     /// table.csv, curves.png. Run the same command again to resume an interrupted ablation.
     #[arg(long, value_name = "DIR")]
@@ -53,8 +64,32 @@ pub struct AblateArgs {
 
 /// The ablation the flags describe.
 pub fn spec_of(args: &AblateArgs) -> anyhow::Result<AblateSpec> {
-    if args.seeds == 0 {
+    let file = args
+        .file
+        .as_ref()
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the ablation file {}", path.display()))?;
+            AblateFile::parse(&text, &path.display().to_string()).map_err(anyhow::Error::msg)
+        })
+        .transpose()?;
+    if let Some(file) = &file {
+        eprintln!("ablation file: {}", file.title);
+    }
+    let seeds = args
+        .seeds
+        .or_else(|| file.as_ref().and_then(|f| f.seeds))
+        .unwrap_or(3);
+    if seeds == 0 {
         anyhow::bail!("--seeds 0: give at least 1 seed per grid point");
+    }
+    let sandbox = args.sandbox || file.as_ref().is_some_and(|f| f.sandbox);
+    let data = args
+        .data
+        .clone()
+        .or_else(|| file.as_ref().and_then(|f| f.data.clone()));
+    if sandbox && data.is_some() {
+        anyhow::bail!("a sandbox ablation takes no --data (its points are generated)");
     }
     let (config, config_source) = match &args.config {
         Some(path) => (
@@ -65,7 +100,7 @@ pub fn spec_of(args: &AblateArgs) -> anyhow::Result<AblateSpec> {
         None => (String::new(), "(no config file)".to_owned()),
     };
     let mut sets = Vec::new();
-    if let Some(spec) = &args.data {
+    if let Some(spec) = &data {
         let (data, detected) = msbreg::data::source::DataSource::parse_detected(spec)?;
         if let Some(detected) = &detected {
             eprintln!("--data {spec}: {}", detected.describe());
@@ -87,20 +122,27 @@ pub fn spec_of(args: &AblateArgs) -> anyhow::Result<AblateSpec> {
                 })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(file) = &file {
+        sets.extend(file.sets.iter().cloned());
+    }
     sets.extend(flags);
-    let grid = args
-        .grid
-        .iter()
-        .map(|g| Axis::parse(g))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut grid = file.as_ref().map(|f| f.grid.clone()).unwrap_or_default();
+    for axis in &args.grid {
+        grid.push(Axis::parse(axis)?);
+    }
+    let preset = args
+        .preset
+        .clone()
+        .or_else(|| file.as_ref().and_then(|f| f.preset.clone()))
+        .unwrap_or_else(|| "msbreg".to_owned());
     Ok(AblateSpec {
-        sandbox: args.sandbox,
-        preset: args.preset.clone(),
+        sandbox,
+        preset,
         config,
         config_source,
         sets,
         grid,
-        seeds: args.seeds,
+        seeds,
         max_train: args.max_train,
         probe_epochs: args.probe_epochs,
     })
@@ -116,7 +158,10 @@ fn finished_line(outcome: &Result<RunResult, String>, dir: &std::path::Path) -> 
             r.linear_probe_acc,
             r.effective_rank
                 .map(|rank| format!(", effective rank {rank:.1}"))
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                + &r.collapse_level
+                    .map(|level| format!(", collapse level {level:.2}"))
+                    .unwrap_or_default(),
             r.secs
         ),
         Err(reason) => format!("FAILED {}: {reason}", dir.display()),

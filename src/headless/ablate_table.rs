@@ -36,6 +36,7 @@ struct Row<'a> {
     knn: Option<(f64, f64)>,
     probe: Option<(f64, f64)>,
     rank: Option<(f64, f64)>,
+    collapse: Option<(f64, f64)>,
     steps: u64,
     secs: Option<(f64, f64)>,
 }
@@ -56,7 +57,10 @@ fn rows<'a>(spec: &AblateSpec, plan: &'a Plan, results: &[RunResult]) -> Vec<Row
                         .assignments
                         .iter()
                         .find(|(key, _)| *key == axis.key)
-                        .map_or_else(|| "(base)".to_owned(), |(_, value)| value.clone())
+                        .map_or_else(
+                            || "(base)".to_owned(),
+                            |(_, value)| super::ablate::shown(value).to_owned(),
+                        )
                 })
                 .collect();
             Row {
@@ -66,6 +70,7 @@ fn rows<'a>(spec: &AblateSpec, plan: &'a Plan, results: &[RunResult]) -> Vec<Row
                 knn: of(&|r| Some(r.knn_acc)),
                 probe: of(&|r| Some(r.linear_probe_acc)),
                 rank: of(&|r| r.effective_rank),
+                collapse: of(&|r| r.collapse_level),
                 steps: mine.iter().map(|r| r.steps).max().unwrap_or(0),
                 secs: of(&|r| Some(r.secs)),
             }
@@ -108,24 +113,26 @@ pub fn markdown(spec: &AblateSpec, plan: &Plan, results: &[RunResult]) -> String
     );
     let _ = writeln!(
         out,
-        "| point | {}seeds | kNN | linear probe | effective rank | steps | seconds per run |",
+        "| point | {}seeds | kNN | linear probe | effective rank | collapse level | steps | \
+         seconds per run |",
         cells(&keys)
     );
     let _ = writeln!(
         out,
-        "|---|{}---|---|---|---|---|---|",
+        "|---|{}---|---|---|---|---|---|---|",
         "---|".repeat(keys.len())
     );
     for row in rows(spec, plan, results) {
         let _ = writeln!(
             out,
-            "| {} | {}{} | {} | {} | {} | {} | {} |",
+            "| {} | {}{} | {} | {} | {} | {} | {} | {} |",
             row.name,
             cells(&row.values),
             row.seeds,
             pm(row.knn, 3),
             pm(row.probe, 3),
             pm(row.rank, 1),
+            pm(row.collapse, 2),
             row.steps,
             pm(row.secs, 0)
         );
@@ -148,7 +155,8 @@ pub fn csv(spec: &AblateSpec, plan: &Plan, results: &[RunResult]) -> String {
         out.push_str(&quote(&axis.key));
     }
     out.push_str(
-        ",seeds,knn_mean,knn_std,probe_mean,probe_std,rank_mean,rank_std,steps,secs_mean\n",
+        ",seeds,knn_mean,knn_std,probe_mean,probe_std,rank_mean,rank_std,collapse_mean,\
+         collapse_std,steps,secs_mean\n",
     );
     let num = |v: Option<(f64, f64)>, second: bool| {
         v.map_or_else(String::new, |(m, s)| {
@@ -163,7 +171,7 @@ pub fn csv(spec: &AblateSpec, plan: &Plan, results: &[RunResult]) -> String {
         }
         let _ = writeln!(
             out,
-            ",{},{},{},{},{},{},{},{},{}",
+            ",{},{},{},{},{},{},{},{},{},{},{}",
             row.seeds,
             num(row.knn, false),
             num(row.knn, true),
@@ -171,6 +179,8 @@ pub fn csv(spec: &AblateSpec, plan: &Plan, results: &[RunResult]) -> String {
             num(row.probe, true),
             num(row.rank, false),
             num(row.rank, true),
+            num(row.collapse, false),
+            num(row.collapse, true),
             row.steps,
             num(row.secs, false)
         );
