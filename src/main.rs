@@ -518,13 +518,11 @@ fn teach_settings(
             )
         })?,
     };
-    settings.model = match model {
-        None => settings.model,
-        Some("cnn") => ModelChoice::Cnn,
-        Some("mlp") => ModelChoice::Mlp,
-        Some("resnet18") => ModelChoice::Resnet18,
-        Some(other) => anyhow::bail!("--model {other}: not an encoder; use cnn, mlp or resnet18"),
-    };
+    if let Some(name) = model {
+        settings.model = ModelChoice::named(name).ok_or_else(|| {
+            anyhow::anyhow!("--model {name}: not an encoder; use cnn, mlp or resnet18")
+        })?;
+    }
     if let Some(batch) = batch {
         settings.batch_size = batch;
     }

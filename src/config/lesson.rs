@@ -273,16 +273,11 @@ impl Lesson {
         })?;
         settings.seed = file.seed;
         if let Some(model) = &file.model {
-            settings.model = match model.as_str() {
-                "cnn" => super::ModelChoice::Cnn,
-                "mlp" => super::ModelChoice::Mlp,
-                "resnet18" => super::ModelChoice::Resnet18,
-                other => {
-                    return Err(invalid(format!(
-                        "model = {other:?} is not an encoder: use cnn, mlp or resnet18"
-                    )));
-                }
-            };
+            settings.model = super::ModelChoice::named(model).ok_or_else(|| {
+                invalid(format!(
+                    "model = {model:?} is not an encoder: use cnn, mlp or resnet18"
+                ))
+            })?;
         }
         if let Some(views) = file.views {
             if !(2..=8).contains(&views) {
@@ -398,11 +393,7 @@ pub fn data_name(settings: &WorkloadSettings) -> &'static str {
 }
 
 fn model_name(settings: &WorkloadSettings) -> &'static str {
-    match settings.model {
-        super::ModelChoice::Cnn => "cnn",
-        super::ModelChoice::Mlp => "mlp",
-        super::ModelChoice::Resnet18 => "resnet18",
-    }
+    settings.model.name()
 }
 
 /// How many classes the data of `settings` has.

@@ -214,6 +214,20 @@ impl ModelChoice {
             Self::Resnet18 => EncoderKind::Resnet18,
         }
     }
+
+    /// The encoder called `name` in `--model` and lesson files (cnn, mlp, resnet18).
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|choice| choice.name() == name)
+    }
+
+    /// Its name in `--model` and lesson files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cnn => "cnn",
+            Self::Mlp => "mlp",
+            Self::Resnet18 => "resnet18",
+        }
+    }
 }
 
 /// What the app's "Data and model" controls choose; changing any of it starts a fresh run.
