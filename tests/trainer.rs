@@ -68,10 +68,30 @@ fn a_new_weight_acts_on_the_very_next_step() {
 
 #[test]
 fn no_metric_is_lost_when_the_ui_reads_rarely() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
     let workload = WorkloadSettings::sandbox(SandboxKind::Gaussians).workload();
-    let mut trainer = Trainer::spawn(&cpu(), workload, true, Box::new(|| {})).expect("spawns");
-    // Read nothing for a while: snapshots pile up in the one-slot mailbox and are merged.
-    std::thread::sleep(Duration::from_secs(2));
+    // Every post calls the repaint callback: counting them shows progress without reading.
+    let posts = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&posts);
+    let mut trainer = Trainer::spawn(
+        &cpu(),
+        workload,
+        true,
+        Box::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }),
+    )
+    .expect("spawns");
+    // Read nothing for a while: snapshots pile up in the one-slot mailbox and are merged. At
+    // least 2 s, and until 6 posts (the first, then one per display refresh after a step), so a
+    // loaded machine trains as many steps as an idle one before the pause.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(2)
+        || (posts.load(Ordering::Relaxed) < 6 && started.elapsed() < WAIT)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(trainer.send(Command::Pause));
     let mut steps = Vec::new();
     let mut last = None;
