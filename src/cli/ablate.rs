@@ -8,9 +8,8 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use msbreg::backend::Backend;
-use msbreg::headless::ablate::{
-    AblateFile, AblateSpec, Axis, Event, RunResult, read_results, run_ablation,
-};
+use msbreg::headless::ablate::{AblateSpec, Axis, Event, RunResult, read_results, run_ablation};
+use msbreg::headless::ablate_file::AblateFile;
 
 #[derive(clap::Args)]
 pub struct AblateArgs {

@@ -4,6 +4,7 @@
 //! except the export files asked for.
 
 pub mod ablate;
+pub mod ablate_file;
 mod ablate_table;
 mod drive;
 mod evaluate;
