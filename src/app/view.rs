@@ -348,7 +348,7 @@ pub fn view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
             .filter_map(|(p, _)| app.camera.project(p.position, viewport))
             .map(|[x, y]| rect.min + egui::vec2(x, y))
             .collect();
-        pointer_ui(ui, rect, &targets, &text);
+        super::lesson::pointer_ui(ui, rect, &targets, &text);
     }
     if let Some(pointer) = response.hover_pos() {
         let cursor = [pointer.x - rect.min.x, pointer.y - rect.min.y];
@@ -367,60 +367,6 @@ pub fn view_ui(app: &mut MsbregApp, ui: &mut egui::Ui) {
         egui::FontId::monospace(12.0),
         egui::Color32::from_gray(160),
     );
-}
-
-/// A lesson's callout: `text` in a box, an arrow from it to the centre of `targets` (screen
-/// positions inside `rect`) and a ring there; the box alone, saying so, when none is on screen.
-fn pointer_ui(ui: &egui::Ui, rect: egui::Rect, targets: &[egui::Pos2], text: &str) {
-    let color = egui::Color32::from_rgb(240, 180, 60);
-    let painter = ui.painter_at(rect);
-    let font = egui::FontId::proportional(14.0);
-    let wrap = (rect.width() * 0.4).max(120.0);
-    let n = targets.len() as f32;
-    let target = (n > 0.0).then(|| {
-        let sum = targets
-            .iter()
-            .fold(egui::Vec2::ZERO, |acc, p| acc + p.to_vec2());
-        (sum / n).to_pos2()
-    });
-    let label = if target.is_some() {
-        text.to_owned()
-    } else {
-        format!("{text} (not on screen)")
-    };
-    let galley = painter.layout(label, font, egui::Color32::WHITE, wrap);
-    let size = galley.size() + egui::vec2(12.0, 8.0);
-    // The box sits away from the view's centre, past the target, inside the view.
-    let centre = match target {
-        Some(t) => {
-            let away = (t - rect.center()).normalized();
-            let away = if away.length() > 0.5 {
-                away
-            } else {
-                egui::vec2(-0.7, -0.7)
-            };
-            t + away * (60.0 + 0.5 * size.length())
-        }
-        None => rect.left_top() + size * 0.5 + egui::vec2(10.0, 10.0),
-    };
-    let min = rect.min + egui::vec2(6.0, 6.0);
-    let max = (rect.max - size - egui::vec2(6.0, 6.0)).max(min);
-    let corner = (centre - size * 0.5).clamp(min, max);
-    let boxed = egui::Rect::from_min_size(corner, size);
-    if let Some(t) = target {
-        let from = boxed.center();
-        let to = t - (t - from).normalized() * 20.0;
-        painter.arrow(from, to - from, egui::Stroke::new(2.5, color));
-        painter.circle_stroke(t, 16.0, egui::Stroke::new(2.0, color));
-    }
-    painter.rect_filled(boxed, 4.0, egui::Color32::from_black_alpha(210));
-    painter.rect_stroke(
-        boxed,
-        4.0,
-        egui::Stroke::new(1.5, color),
-        egui::StrokeKind::Inside,
-    );
-    painter.galley(corner + egui::vec2(6.0, 4.0), galley, egui::Color32::WHITE);
 }
 
 /// "Branch from here": the run on screen as it was at the timeline's step (the newest

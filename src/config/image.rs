@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ConfigError, MAX_STEPS, Preset, RecordSettings, check, merge_tables, to_toml,
-    validate_dynamics, validate_knn, validate_optimizer,
+    validate_display_points, validate_dynamics, validate_knn, validate_optimizer,
 };
 use crate::data::augment::AugmentConfig;
 use crate::data::source::DataSource;
@@ -301,12 +301,7 @@ impl TrainConfig {
         validate_optimizer(&self.optimizer)?;
         validate_knn(&self.eval.knn, ["eval.knn.k", "eval.knn.temperature"])?;
         self.record.validate()?;
-        check(
-            self.display_points <= super::MAX_DISPLAY_POINTS,
-            "display_points",
-            self.display_points,
-            "at most 100,000 points (0: the display set alone)",
-        )?;
+        validate_display_points(self.display_points)?;
         check(
             self.checkpoint.keep >= 1,
             "checkpoint.keep",

@@ -353,6 +353,16 @@ pub fn validate_dynamics(dynamics: &Dynamics) -> Result<(), ConfigError> {
     )
 }
 
+/// `display_points`, as both run configs have it.
+pub fn validate_display_points(points: usize) -> Result<(), ConfigError> {
+    check(
+        points <= MAX_DISPLAY_POINTS,
+        "display_points",
+        points,
+        "at most 100,000 points (0: the display set alone)",
+    )
+}
+
 /// `base` with every key of `overrides` laid over it, tables merged key by key.
 pub fn merge_tables(mut base: toml::Table, overrides: toml::Table) -> toml::Table {
     for (key, value) in overrides {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ConfigError, MAX_STEPS, Preset, RecordSettings, check, merge_tables, to_toml,
-    validate_dynamics, validate_knn, validate_optimizer,
+    validate_display_points, validate_dynamics, validate_knn, validate_optimizer,
 };
 use crate::data::sandbox::{SandboxDataConfig, SandboxKind, ViewConfig};
 use crate::diagnostics::KnnConfig;
@@ -200,12 +200,7 @@ impl SimConfig {
         validate_optimizer(&self.optimizer)?;
         validate_knn(&self.knn, ["knn.k", "knn.temperature"])?;
         self.record.validate()?;
-        check(
-            self.display_points <= super::MAX_DISPLAY_POINTS,
-            "display_points",
-            self.display_points,
-            "at most 100,000 points (0: the display set alone)",
-        )?;
+        validate_display_points(self.display_points)?;
         validate_dynamics(&self.dynamics)
     }
 }

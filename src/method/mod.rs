@@ -1,6 +1,7 @@
 //! The physics of MSBReg: the three forces as loss terms (`forces`), the delayed-parameter
 //! target network (`ema`), one training step over any embedder (`step`), the optimisers
-//! (`optim`) and the learning-rate and `tau` schedules (`schedule`).
+//! (`optim`), the learning-rate and `tau` schedules (`schedule`), and VICReg's two terms for
+//! that baseline (`vicreg`).
 //!
 //! Nothing here knows about data formats, threads or the UI: a step takes a batch of views
 //! already on the device, the current [`Dynamics`] and a learning rate, and returns the
@@ -12,6 +13,7 @@ pub mod forces;
 pub mod optim;
 pub mod schedule;
 pub mod step;
+pub mod vicreg;
 
 pub use forces::{CentroidMode, Dynamics, Force};
 pub use optim::{OptimizerConfig, OptimizerKind};

@@ -26,7 +26,7 @@ use crate::config::{Workload, validate_dynamics};
 use crate::diagnostics;
 use crate::projection::Framer;
 use crate::session::catalog::Origin;
-use crate::session::{self, MetricsRecord, Run, SessionError};
+use crate::session::{self, Run, SessionError};
 
 /// The display is refreshed at most this often while running.
 pub(crate) const DISPLAY_INTERVAL: Duration = Duration::from_millis(150);
@@ -520,53 +520,6 @@ impl<'a> TrainerState<'a> {
                 diagnostics: Some(diagnostics),
                 knn_acc,
             }),
-        }
-    }
-
-    /// Writes `frame` (of the core's `rows`) and its metrics line into the run's folder, if
-    /// it has one; a failed write pauses the run with the reason.
-    fn record(
-        &mut self,
-        frame: &Frame,
-        rows: &[Vec<f32>; 3],
-        diagnostics: &DisplayDiagnostics,
-        knn_acc: Option<f64>,
-    ) {
-        let step = frame.step;
-        let losses = self
-            .pending
-            .last()
-            .filter(|point| point.step == step)
-            .and_then(|point| point.losses);
-        if let (Some(folder), Some(run)) = (&mut self.folder, &self.run) {
-            let mut record = MetricsRecord::new(
-                step,
-                losses,
-                &diagnostics::Diagnostics {
-                    effective_rank: diagnostics.effective_rank,
-                    uniformity: diagnostics.uniformity,
-                    alignment: diagnostics.alignment,
-                    collapse_level: diagnostics.collapse_level,
-                    knn_acc: knn_acc.unwrap_or(f64::NAN),
-                    singular_values: self.spectrum.clone(),
-                },
-                self.run_started.elapsed().as_secs_f64(),
-            );
-            record.lr = Some(run.settings().learning_rate());
-            record.images_per_sec = Some(self.images_per_sec);
-            record.evaluated = Some(knn_acc.is_some());
-            let written = folder
-                .record(frame, rows, &**run)
-                .map_err(SessionError::from)
-                .and_then(|()| folder.log(&record));
-            self.framer.set_level(folder.precision_level());
-            if let Err(err) = written {
-                self.running = false;
-                self.error = Some(format!(
-                    "{err}; the run is paused: free some space, then press Run to go on \
-                     recording"
-                ));
-            }
         }
     }
 
