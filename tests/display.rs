@@ -173,7 +173,6 @@ fn the_trainer_shows_every_point_and_keeps_the_display_within_its_share() {
         "{}",
         running.display_share
     );
-    let before = frame.more.clone();
     assert!(trainer.send(Command::Pause));
     // The pause's one snapshot: the frame of the step it stopped at, every point in it.
     let paused = wait_for(&trainer, |s| {
@@ -182,9 +181,11 @@ fn the_trainer_shows_every_point_and_keeps_the_display_within_its_share() {
                 .as_ref()
                 .is_some_and(|f| f.step == s.step && f.more.len() == total - DISPLAY_POINTS)
     });
+    // Against the opening frame: the pause may come at the step the last frame was made at,
+    // whose points are then the same.
     assert_ne!(
         paused.frame.as_ref().expect("a frame").more,
-        before,
+        first.frame.as_ref().expect("a frame").more,
         "the points beyond the core moved with training"
     );
     trainer.shutdown(WAIT).expect("stops");
