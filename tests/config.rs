@@ -218,3 +218,37 @@ mod merge_properties {
         }
     }
 }
+
+/// The default run is a step budget (the CPU recipe), whatever the set's size; a config that
+/// names `epochs` counts in epochs; a run folder's config from before `steps` existed too.
+#[test]
+fn a_config_that_names_epochs_counts_in_epochs() {
+    use msbreg::config::{Preset, TrainConfig};
+    let path = std::path::Path::new("x.toml");
+    let parse = |text: &str| {
+        TrainConfig::from_preset_and_toml(Preset::Msbreg, text, path).expect("valid config")
+    };
+    let default = parse("");
+    assert!(default.steps > 0, "the default is a step budget");
+    assert_eq!(default.schedule_steps(7), default.steps as u64);
+    assert_eq!(default.schedule_steps(7000), default.steps as u64);
+
+    let epochs = parse("epochs = 3\n");
+    assert_eq!((epochs.epochs, epochs.steps), (3, 0));
+    assert_eq!(epochs.schedule_steps(100), 300);
+
+    let both = parse("epochs = 3\nsteps = 50\n");
+    assert_eq!(both.schedule_steps(100), 50, "a named step count wins");
+
+    // A run folder's config.toml as written before the key existed: every key but `steps`.
+    let old = default
+        .to_toml()
+        .expect("serialises")
+        .lines()
+        .filter(|line| !line.starts_with("steps ="))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let old: TrainConfig = toml::from_str(&old).expect("an old config reads");
+    assert_eq!(old.steps, 0, "an old run keeps its epochs");
+    assert_eq!(old.schedule_steps(100), 100 * old.epochs as u64);
+}

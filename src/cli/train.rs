@@ -31,9 +31,15 @@ pub struct TrainArgs {
     /// The encoder.
     #[arg(long, value_enum)]
     pub model: Option<EncoderKind>,
-    #[arg(long)]
+    /// Train for this many passes over the training split (instead of the default's step
+    /// budget, `steps`).
+    #[arg(long, conflicts_with = "steps")]
     pub epochs: Option<usize>,
-    /// Stop after this many steps (the schedules still span all epochs).
+    /// Train for this many steps, whatever the set's size (the schedules span them; 0: epochs
+    /// decide).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Stop after this many steps (the schedules still span the whole run).
     #[arg(long)]
     pub max_steps: Option<usize>,
     #[arg(long)]
@@ -114,6 +120,7 @@ pub fn resolve_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
             .try_into::<TrainConfig>()
             .map_err(|err| anyhow::anyhow!("{flag}: {err}"))?;
     }
+    msbreg::config::measure_in_epochs(&mut flags);
     if !flags.is_empty() {
         // The flags laid over the file's keys: merge the two tables, re-serialise.
         let file: toml::Table = toml::from_str(&text)
@@ -130,6 +137,10 @@ pub fn resolve_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     // name the flag's key and value, not a TOML line the user never wrote.
     if let Some(epochs) = args.epochs {
         config.epochs = epochs;
+        config.steps = 0;
+    }
+    if let Some(steps) = args.steps {
+        config.steps = steps;
     }
     if let Some(max_steps) = args.max_steps {
         config.max_steps = max_steps;

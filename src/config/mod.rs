@@ -18,7 +18,7 @@ pub mod lesson;
 mod sandbox;
 mod workload;
 
-pub use image::{CheckpointSettings, EvalSettings, TrainConfig};
+pub use image::{CheckpointSettings, EvalSettings, TrainConfig, measure_in_epochs};
 pub use sandbox::SimConfig;
 pub use workload::{
     DISPLAY_POINTS, DataChoice, MAX_DISPLAY_POINTS, ModelChoice, RunSettings, Workload,

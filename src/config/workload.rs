@@ -60,12 +60,16 @@ pub trait RunSettings {
 
 impl Workload {
     /// The steps the config asks for, as far as it says without its data: the sandbox's
-    /// `steps`, an image run's `max_steps` (0 when it runs every epoch of a data set not yet
-    /// loaded).
+    /// `steps`, an image run's `steps` cut at `max_steps` (0 when it runs every epoch of a
+    /// data set not yet loaded).
     pub fn planned_steps(&self) -> u64 {
         match self {
             Self::Sandbox(config) => config.steps as u64,
-            Self::Images(config) => config.max_steps as u64,
+            Self::Images(config) => match (config.steps, config.max_steps) {
+                (0, max) => max as u64,
+                (steps, 0) => steps as u64,
+                (steps, max) => steps.min(max) as u64,
+            },
         }
     }
 
@@ -346,6 +350,7 @@ impl WorkloadSettings {
             config.batch_size = self.batch_size;
             // An open-ended run: the schedule spans many epochs, the warm-up is short.
             config.epochs = 1000;
+            config.steps = 0;
             config.warmup_epochs = 0.05;
             config.eval.bank_size = 1000;
             config.eval.query_size = DISPLAY_POINTS;

@@ -218,7 +218,7 @@ impl AblateSpec {
         }
         .map_err(|e| e.to_string())?;
         let base: toml::Table = toml::from_str(&base).map_err(|e| e.to_string())?;
-        let file: toml::Table = toml::from_str(&self.config)
+        let mut file: toml::Table = toml::from_str(&self.config)
             .map_err(|e| format!("{}: {}", self.config_source, e.message()))?;
         let mut over = toml::Table::new();
         for (key, value) in self
@@ -227,6 +227,10 @@ impl AblateSpec {
             .chain(assignments.iter().filter(|(key, _)| key != "preset"))
         {
             set_key(&mut over, key, value)?;
+        }
+        if !self.sandbox {
+            crate::config::measure_in_epochs(&mut file);
+            crate::config::measure_in_epochs(&mut over);
         }
         let merged = toml::Value::Table(merge_tables(merge_tables(base, file), over));
         let mut workload = if self.sandbox {

@@ -111,8 +111,8 @@ impl RunFolder {
         std::fs::metadata(self.metrics_path()).is_ok_and(|m| m.len() > 0)
     }
 
-    /// The run's config, as `config.toml` holds it (a sandbox config has `steps`, an image
-    /// run's `epochs`).
+    /// The run's config, as `config.toml` holds it (an image run's has `epochs`, a sandbox's
+    /// not; both have `steps`).
     pub fn read_workload(&self) -> Result<Workload, SessionError> {
         let path = self.path.join("config.toml");
         let text = std::fs::read_to_string(&path).map_err(|e| read_err(&path, e))?;
@@ -121,10 +121,10 @@ impl RunFolder {
             message: err.to_string(),
         };
         let table: toml::Table = toml::from_str(&text).map_err(parse_err)?;
-        let workload = if table.contains_key("steps") {
-            Workload::Sandbox(toml::from_str::<SimConfig>(&text).map_err(parse_err)?)
-        } else {
+        let workload = if table.contains_key("epochs") {
             Workload::Images(toml::from_str::<TrainConfig>(&text).map_err(parse_err)?)
+        } else {
+            Workload::Sandbox(toml::from_str::<SimConfig>(&text).map_err(parse_err)?)
         };
         workload.settings().validate()?;
         Ok(workload)

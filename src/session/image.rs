@@ -108,7 +108,7 @@ impl ImageRun {
             std,
         });
         let total_steps = {
-            let all = plan.steps_per_epoch() * config.epochs as u64;
+            let all = config.schedule_steps(plan.steps_per_epoch());
             if config.max_steps > 0 {
                 all.min(config.max_steps as u64)
             } else {
@@ -167,9 +167,10 @@ impl ImageRun {
         &self.learner
     }
 
-    /// The schedule the whole run follows: all epochs, whatever `max_steps` says.
+    /// The schedule the whole run follows: all its steps (or epochs), whatever `max_steps`
+    /// says.
     fn schedule_steps(&self) -> u64 {
-        self.plan.steps_per_epoch() * self.config.epochs as u64
+        self.config.schedule_steps(self.plan.steps_per_epoch())
     }
 
     pub fn learning_rate(&self, step: u64) -> f64 {
