@@ -339,21 +339,7 @@ mod tests {
     use super::*;
     use burn::tensor::TensorData;
 
-    fn device() -> Device {
-        Device::flex()
-    }
-
-    fn t3(values: &[f32], dims: [usize; 3], device: &Device) -> Tensor<3> {
-        Tensor::from_data(TensorData::new(values.to_vec(), dims), device)
-    }
-
-    fn scalar(t: Tensor<1>) -> f32 {
-        t.into_scalar::<f32>()
-    }
-
-    fn close(a: f32, b: f32, tol: f32) -> bool {
-        (a - b).abs() <= tol * (1.0 + b.abs())
-    }
+    use crate::method::test_support::{close, device, scalar, t3};
 
     #[test]
     fn vicreg_terms_enter_the_total_only_while_on() {

@@ -13,6 +13,8 @@ pub mod forces;
 pub mod optim;
 pub mod schedule;
 pub mod step;
+#[cfg(test)]
+mod test_support;
 pub mod vicreg;
 
 pub use forces::{CentroidMode, Dynamics, Force};

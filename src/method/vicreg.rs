@@ -71,25 +71,8 @@ pub(crate) fn axes(d: usize, device: &burn::tensor::Device) -> Tensor<3> {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{Device, TensorData};
-
     use super::*;
-
-    fn device() -> Device {
-        Device::flex()
-    }
-
-    fn t3(values: &[f32], dims: [usize; 3], device: &Device) -> Tensor<3> {
-        Tensor::from_data(TensorData::new(values.to_vec(), dims), device)
-    }
-
-    fn scalar(t: Tensor<1>) -> f32 {
-        t.into_scalar::<f32>()
-    }
-
-    fn close(a: f32, b: f32, tol: f32) -> bool {
-        (a - b).abs() <= tol * (1.0 + b.abs())
-    }
+    use crate::method::test_support::{close, device, scalar, t3};
 
     #[test]
     fn vicreg_variance_is_gamma_when_collapsed_and_zero_when_spread_like_the_sphere() {
