@@ -62,6 +62,7 @@ pub struct Backend {
 
 impl Backend {
     pub fn flex(reason: impl Into<String>) -> Self {
+        crate::keep_freed_memory();
         Self {
             device: Device::flex(),
             kind: BackendKind::Flex,

@@ -19,6 +19,28 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `purge_delay` option (`mi_option_purge_delay` in mimalloc.h; libmimalloc-sys
+/// 0.1.49 names no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keeps memory that flex freed for its next step: mimalloc hands pages it has not reused
+/// within 10 ms back to the kernel (`purge_delay`), and a step of the small CNN frees its
+/// activations long before the next step asks for them again, so every step faulted tens of
+/// megabytes in and had the kernel zero them (a third of one thread's time in
+/// `clear_page_erms`). A delay of a minute keeps them for the next step and still returns
+/// them when training stops. Called when flex is chosen (`Backend::flex`); idempotent.
+pub fn keep_freed_memory() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `mi_option_set` stores an integer in mimalloc's option table; any value is
+        // valid for this option, and mimalloc reads it on each purge decision.
+        #[allow(unsafe_code)]
+        unsafe {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 60_000);
+        }
+    });
+}
+
 pub mod app;
 pub mod backend;
 pub mod bench;
@@ -28,6 +50,7 @@ pub mod diagnostics;
 pub mod headless;
 pub mod method;
 pub mod model;
+pub mod profile;
 pub mod projection;
 pub mod render;
 pub mod seed;

@@ -9,10 +9,14 @@
 //! - `teach` (`teach.rs`): how soon the app's default run learns, and collapses with the
 //!   collapse preset.
 //! - `display` (`display.rs`): what showing many points costs the app's trainer.
+//! - `train` (`train.rs`): the image training step against PyTorch eager, by thread count, and
+//!   with `--profile` where its time goes (`profile.rs`).
 
 mod display;
+mod profile;
 mod record;
 mod teach;
+mod train;
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +33,7 @@ use crate::session::{Run as _, SandboxRun};
 pub use display::{default_workloads as display_workloads, run_display_bench};
 pub use record::run_record_bench;
 pub use teach::run_teach_bench;
+pub use train::{TrainBenchOptions, TrainBenchResult, run_train_bench};
 
 /// The sandbox workload of the benchmark: N = 4096, M = 2, D = 64.
 pub fn sandbox_workload() -> SimConfig {
@@ -315,220 +320,5 @@ pub fn run_backends(include_wgpu: bool) -> anyhow::Result<()> {
         );
     }
     println!("{}", json!({"bench": "backends", "results": rows}));
-    Ok(())
-}
-
-/// What `msbreg bench train` measures.
-pub struct TrainBenchOptions {
-    pub encoder: crate::model::EncoderKind,
-    pub batch_size: usize,
-    pub views: usize,
-    pub steps: usize,
-    /// A Python with PyTorch and the path of `torch_step.py`, to measure the reference in the
-    /// same run.
-    pub torch: Option<(std::path::PathBuf, std::path::PathBuf)>,
-    /// `cpu` or `cuda`, for the reference.
-    pub torch_device: String,
-}
-
-/// The step of `torch_step.py`: the same network, losses and optimiser.
-fn reference_dynamics() -> crate::method::Dynamics {
-    crate::method::Dynamics {
-        centroid: crate::method::Force::on(1.0),
-        centroid_mode: crate::method::CentroidMode::Mean,
-        singular_value: crate::method::Force::on(1.0),
-        brownian: crate::method::Force::on(0.1),
-        predictor: true,
-        ema: true,
-        tau: 0.99,
-        ..crate::method::Dynamics::default()
-    }
-}
-
-fn reference_optimizer() -> crate::method::OptimizerConfig {
-    crate::method::OptimizerConfig {
-        kind: crate::method::OptimizerKind::Sgd,
-        momentum: 0.9,
-        weight_decay: 1e-5,
-        exclude_bias_and_norm: false,
-        ..crate::method::OptimizerConfig::default()
-    }
-}
-
-/// Median seconds per step of `step` over `steps` timed calls after two warm-up calls.
-fn time_steps(steps: usize, mut step: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    step()?;
-    step()?;
-    let mut times = Vec::with_capacity(steps);
-    for _ in 0..steps.max(1) {
-        let start = Instant::now();
-        step()?;
-        times.push(start.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
-}
-
-/// Images/s (views counted) of the MSBReg step on random 3x32x32 inputs, no augmentation.
-fn bench_synthetic_step(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Result<f64> {
-    use crate::method::Learner;
-    use crate::method::forces::{brownian_directions, tensor_2d};
-    use crate::model::{ImageNetConfig, seeded_init};
-    let device = backend.device.clone().autodiff();
-    let (n, m) = (options.batch_size, options.views);
-    let config = ImageNetConfig {
-        encoder: options.encoder,
-        head_hidden: 512,
-        embed_dim: 128,
-    };
-    let online = seeded_init(config.init(3, 32, &device), &mut rng(0, Stream::Weights));
-    let mut learner = Learner::new(online, &reference_optimizer());
-    let mut data_rng = rng(0, Stream::Batches);
-    let input: Vec<f32> = (0..n * m * 3 * 32 * 32)
-        .map(|_| data_rng.random_range(-1.0f32..1.0))
-        .collect();
-    let views = Tensor::<4>::from_data(TensorData::new(input, [n * m, 3, 32, 32]), &device);
-    let dynamics = reference_dynamics();
-    let mut kicks = rng(0, Stream::Brownian);
-    let secs = time_steps(options.steps, || {
-        let directions = tensor_2d(brownian_directions(&mut kicks, n, 128), n, 128, &device);
-        learner.step(&views, n, m, directions, &dynamics, 0.05)?;
-        Ok(())
-    })?;
-    Ok((n * m) as f64 / secs)
-}
-
-/// Images/s of the same step fed by the loader thread: the built-in shapes set (32x32 RGB)
-/// with the default augmentation, prepared with rayon while the step runs.
-fn bench_loader_step(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Result<(f64, f64)> {
-    use crate::config::TrainConfig;
-    use crate::session::ImageRun;
-    let mut config = TrainConfig::from_preset(Preset::Msbreg);
-    config.batch_size = options.batch_size;
-    config.views = options.views;
-    config.model.encoder = options.encoder;
-    config.dynamics = reference_dynamics();
-    config.optimizer = reference_optimizer();
-    config.data.shapes_train = options.batch_size * (options.steps + 3);
-    config.data.shapes_test = 10;
-    let mut run = ImageRun::new(config, &backend.device)?;
-    let plan = std::sync::Arc::clone(run.plan());
-    let total = options.steps as u64 + 2;
-    let mut loader = crate::data::loader::Loader::spawn(plan, 0, total, 4)?;
-    let mut wait_before = 0.0;
-    let mut secs = Vec::new();
-    for step in 0..total {
-        let start = Instant::now();
-        let Some(batch) = loader.next_batch() else {
-            break;
-        };
-        run.step_batch(&batch)?;
-        if step >= 2 {
-            secs.push(start.elapsed().as_secs_f64());
-        } else {
-            wait_before = loader.wait_secs();
-        }
-    }
-    let wait = loader.wait_secs() - wait_before;
-    let total_secs: f64 = secs.iter().sum();
-    secs.sort_by(f64::total_cmp);
-    let median = secs.get(secs.len() / 2).copied().unwrap_or(f64::NAN);
-    Ok((
-        (options.batch_size * options.views) as f64 / median,
-        wait / total_secs.max(1e-9),
-    ))
-}
-
-/// Runs `torch_step.py` and reads its images/s.
-fn bench_torch(
-    python: &std::path::Path,
-    script: &std::path::Path,
-    options: &TrainBenchOptions,
-) -> anyhow::Result<(f64, String)> {
-    let model = match options.encoder {
-        crate::model::EncoderKind::Resnet18 => "resnet18",
-        _ => "tiny",
-    };
-    let output = std::process::Command::new(python)
-        .arg(script)
-        .args(["--model", model, "--device", &options.torch_device])
-        .args([
-            "--batch",
-            &options.batch_size.to_string(),
-            "--views",
-            &options.views.to_string(),
-        ])
-        .args(["--steps", &options.steps.to_string()])
-        .output()
-        .map_err(|err| {
-            anyhow::anyhow!(
-                "cannot run {} {}: {err}",
-                python.display(),
-                script.display()
-            )
-        })?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        anyhow::bail!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-    }
-    let line = stdout.lines().last().unwrap_or("").to_owned();
-    let images_per_sec = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("img/s="))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no img/s in the reference's output: {line}"))?;
-    Ok((images_per_sec, line))
-}
-
-/// `msbreg bench train`: our step's images/s, synthetic and with the loader, against PyTorch
-/// eager's on the same workload, measured in this run.
-pub fn run_train_bench(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Result<()> {
-    println!(
-        "MSBReg step, {} encoder, batch {} x {} views, 3x32x32, SGD momentum, EMA, on {}",
-        options.encoder.name(),
-        options.batch_size,
-        options.views,
-        backend.describe()
-    );
-    let synthetic = bench_synthetic_step(backend, options)?;
-    println!("msbreg, random inputs (no augmentation): {synthetic:>9.0} images/s");
-    let (with_loader, wait_fraction) = bench_loader_step(backend, options)?;
-    println!(
-        "msbreg, with the loader (shapes, augmented): {with_loader:>9.0} images/s (the step waited for batches {:.0}% of the time)",
-        wait_fraction * 100.0
-    );
-    let mut torch = None;
-    if let Some((python, script)) = &options.torch {
-        let (images_per_sec, line) = bench_torch(python, script, options)?;
-        println!("PyTorch eager reference: {images_per_sec:>9.0} images/s  ({line})");
-        println!(
-            "ratio msbreg / PyTorch: {:.2}x (random inputs), {:.2}x (with the loader)",
-            synthetic / images_per_sec,
-            with_loader / images_per_sec
-        );
-        torch = Some(images_per_sec);
-    } else {
-        println!(
-            "PyTorch reference not measured (pass --torch PYTHON; see ../shared/bench/README.md)"
-        );
-    }
-    println!(
-        "{}",
-        json!({
-            "bench": "train", "encoder": options.encoder.name(), "batch": options.batch_size,
-            "views": options.views, "backend": backend.describe(),
-            "images_per_sec": synthetic, "images_per_sec_with_loader": with_loader,
-            "loader_wait_fraction": wait_fraction,
-            "torch_images_per_sec": torch,
-            "ratio_to_torch": torch.map(|t| synthetic / t),
-        })
-    );
     Ok(())
 }

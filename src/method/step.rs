@@ -20,6 +20,7 @@ use super::ema::ema_update;
 use super::forces::{Dynamics, loss_terms};
 use super::optim::OptimizerConfig;
 use crate::model::{Embedder, Online, normalize};
+use crate::profile::{self, Phase};
 
 /// The losses of one step, before the update, as plain numbers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -131,6 +132,7 @@ impl<E: Embedder> Learner<E> {
         dynamics: &Dynamics,
         learning_rate: f64,
     ) -> Result<StepReport, StepError> {
+        let online_phase = profile::phase(Phase::OnlineForward);
         let projection = self.online.embedder.project(views.clone());
         let [rows, dim] = projection.dims();
         if rows != images * views_per_image {
@@ -144,7 +146,9 @@ impl<E: Embedder> Learner<E> {
             .online
             .head(projection.clone(), dynamics.predictor)
             .reshape([images, views_per_image, dim]);
+        drop(online_phase);
 
+        let target_phase = profile::phase(Phase::TargetForward);
         let target_projection = if dynamics.ema {
             let target = self
                 .target
@@ -155,7 +159,9 @@ impl<E: Embedder> Learner<E> {
             projection
         };
         let target = normalize(target_projection.detach()).reshape([images, views_per_image, dim]);
+        drop(target_phase);
 
+        let losses_phase = profile::phase(Phase::Losses);
         let terms = loss_terms(&online, target, directions, dynamics);
         let total = terms.total(dynamics);
         let values = terms
@@ -197,19 +203,28 @@ impl<E: Embedder> Learner<E> {
                 return Err(StepError::NonFinite { term, value });
             }
         }
+        drop(losses_phase);
+        let snapshot_phase = profile::phase(Phase::Snapshot);
         self.before_update = Some(Rollback {
             online: self.online.valid(),
             target: self.target.as_ref().map(Module::valid),
             optimizer: self.optimizer.clone(),
         });
 
+        drop(snapshot_phase);
+
         if dynamics.any_force() {
-            let grads = GradientsParams::from_grads(total.backward(), &self.online);
+            let backward_phase = profile::phase(Phase::Backward);
+            let grads = total.backward();
+            drop(backward_phase);
+            let _optimizer_phase = profile::phase(Phase::Optimizer);
+            let grads = GradientsParams::from_grads(grads, &self.online);
             self.online = self
                 .optimizer
                 .step(learning_rate, self.online.clone(), grads);
         }
         if let Some(target) = self.target.take() {
+            let _ema_phase = profile::phase(Phase::Ema);
             self.target = Some(ema_update(
                 target,
                 &self.online.embedder,

@@ -1,0 +1,95 @@
+//! Where a training step's time goes, by phase, for `msbreg bench train --profile`.
+//!
+//! Off unless [`enable`]d (one relaxed load per phase while off). [`Learner::step`] marks its
+//! phases; flex's own counters (the patched `burn_flex::profile`, vendor/burn-flex/PATCHES.md)
+//! say which kinds of work fill them.
+//!
+//! [`Learner::step`]: crate::method::Learner::step
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+/// The phases of one training step, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Encoder, projector and predictor on the views.
+    OnlineForward,
+    /// The EMA target's encoder and projector.
+    TargetForward,
+    /// The loss terms and reading them back.
+    Losses,
+    /// The rollback snapshot of weights and optimiser state (shared tensors, no copies).
+    Snapshot,
+    /// Autodiff's backward pass.
+    Backward,
+    /// Gradients to parameters and the optimiser's update.
+    Optimizer,
+    /// The EMA update of the target.
+    Ema,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 7] = [
+        Phase::OnlineForward,
+        Phase::TargetForward,
+        Phase::Losses,
+        Phase::Snapshot,
+        Phase::Backward,
+        Phase::Optimizer,
+        Phase::Ema,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::OnlineForward => "online forward",
+            Phase::TargetForward => "target forward",
+            Phase::Losses => "losses",
+            Phase::Snapshot => "rollback snapshot",
+            Phase::Backward => "backward",
+            Phase::Optimizer => "optimizer",
+            Phase::Ema => "EMA",
+        }
+    }
+}
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+static NANOS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+
+/// Starts or stops counting, here and in flex.
+pub fn enable(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+    burn_flex::profile::enable(on);
+}
+
+/// Seconds per phase since the last call, and resets them.
+pub fn take() -> Vec<(Phase, f64)> {
+    Phase::ALL
+        .iter()
+        .map(|&phase| {
+            let nanos = NANOS[phase as usize].swap(0, Ordering::Relaxed);
+            (phase, nanos as f64 * 1e-9)
+        })
+        .collect()
+}
+
+/// Counts the time from here to the guard's drop as `phase`.
+pub fn phase(phase: Phase) -> PhaseGuard {
+    PhaseGuard {
+        phase,
+        start: ENABLED.load(Ordering::Relaxed).then(Instant::now),
+    }
+}
+
+pub struct PhaseGuard {
+    phase: Phase,
+    start: Option<Instant>,
+}
+
+impl Drop for PhaseGuard {
+    fn drop(&mut self) {
+        if let Some(start) = self.start {
+            let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            NANOS[self.phase as usize].fetch_add(nanos, Ordering::Relaxed);
+        }
+    }
+}
