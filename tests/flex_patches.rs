@@ -112,7 +112,10 @@ fn the_scatter_add_gives_the_same_bits_on_one_thread_and_on_four() {
     const WIDTH: usize = 16;
     let index: Vec<i64> = values(SOURCE_ROWS, 6)
         .iter()
-        .map(|v| ((v + 1.0) / 2.0 * TARGET_ROWS as f32) as i64 % TARGET_ROWS as i64)
+        .map(|v| {
+            let row = ((v + 1.0) / 2.0 * TARGET_ROWS as f32) as usize % TARGET_ROWS;
+            i64::try_from(row).expect("a small row")
+        })
         .collect();
     let source = values(SOURCE_ROWS * WIDTH, 7);
     let run = || {

@@ -153,7 +153,6 @@ pub fn run_profile(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Re
     let phases = crate::profile::take();
     let kinds = burn_flex::profile::take();
     let per_step = wall / steps as f64;
-    let ms = |secs: f64| secs / steps as f64 * 1e3;
 
     println!();
     println!(
@@ -181,58 +180,8 @@ pub fn run_profile(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Re
         );
     }
 
-    println!("by phase of the step        ms/step   share");
-    let phase_total: f64 = phases.iter().map(|(_, s)| s).sum();
-    let mut phase_rows = Vec::new();
-    for (phase, secs) in &phases {
-        println!(
-            "  {:<24} {:>8.1} {:>6.1}%",
-            phase.name(),
-            ms(*secs),
-            secs / wall * 100.0
-        );
-        phase_rows.push(json!({"phase": phase.name(), "ms_per_step": ms(*secs)}));
-    }
-    println!(
-        "  {:<24} {:>8.1} {:>6.1}%",
-        "(outside the phases)",
-        ms(wall - phase_total),
-        (wall - phase_total) / wall * 100.0
-    );
-
-    let mut kind_rows = Vec::new();
-    if backend.kind == BackendKind::Flex {
-        println!("by kind of work in flex     ms/step   share   calls/step");
-        let kind_total: f64 = kinds.iter().map(|(_, s, _)| s).sum();
-        for (kind, secs, calls) in &kinds {
-            if *calls == 0 {
-                continue;
-            }
-            println!(
-                "  {:<45} {:>8.1} {:>6.1}% {:>8.0}",
-                kind.name(),
-                ms(*secs),
-                secs / wall * 100.0,
-                *calls as f64 / steps as f64
-            );
-            kind_rows.push(json!({"kind": kind.name(), "ms_per_step": ms(*secs),
-                "calls_per_step": *calls as f64 / steps as f64}));
-        }
-        println!(
-            "  {:<45} {:>8.1} {:>6.1}%",
-            "(autodiff, optimizer and other code outside flex's ops)",
-            ms(wall - kind_total),
-            (wall - kind_total) / wall * 100.0
-        );
-        println!(
-            "  (batch norm is its reductions and element-wise ops; the im2col convolutions are gathers, matrix products and, backward, scatter-adds)"
-        );
-    } else {
-        println!(
-            "by kind of work: only counted on flex (this run is on {})",
-            backend.kind.name()
-        );
-    }
+    let phase_rows = print_phases(&phases, wall, steps);
+    let kind_rows = print_kinds(backend, &kinds, wall, steps);
 
     let flops = step_flops(options);
     let achieved = flops.map(|(total, _)| total / per_step / 1e9);
@@ -262,4 +211,74 @@ pub fn run_profile(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Re
         "gflop_per_step": flops.map(|(t, _)| t / 1e9),
         "achieved_gflops": achieved, "peak_gflops_estimate": peak,
     }))
+}
+
+/// Prints the phases of the step; their JSON rows.
+fn print_phases(phases: &[(crate::profile::Phase, f64)], wall: f64, steps: usize) -> Vec<Value> {
+    let ms = |secs: f64| secs / steps as f64 * 1e3;
+    println!("by phase of the step        ms/step   share");
+    let phase_total: f64 = phases.iter().map(|(_, s)| s).sum();
+    let mut phase_rows = Vec::new();
+    for (phase, secs) in phases {
+        println!(
+            "  {:<24} {:>8.1} {:>6.1}%",
+            phase.name(),
+            ms(*secs),
+            secs / wall * 100.0
+        );
+        phase_rows.push(json!({"phase": phase.name(), "ms_per_step": ms(*secs)}));
+    }
+    println!(
+        "  {:<24} {:>8.1} {:>6.1}%",
+        "(outside the phases)",
+        ms(wall - phase_total),
+        (wall - phase_total) / wall * 100.0
+    );
+
+    phase_rows
+}
+
+/// Prints flex's time by kind of work (flex only); their JSON rows.
+fn print_kinds(
+    backend: &Backend,
+    kinds: &[(burn_flex::profile::Kind, f64, u64)],
+    wall: f64,
+    steps: usize,
+) -> Vec<Value> {
+    let ms = |secs: f64| secs / steps as f64 * 1e3;
+    let mut kind_rows = Vec::new();
+    if backend.kind == BackendKind::Flex {
+        println!("by kind of work in flex     ms/step   share   calls/step");
+        let kind_total: f64 = kinds.iter().map(|(_, s, _)| s).sum();
+        for (kind, secs, calls) in kinds {
+            if *calls == 0 {
+                continue;
+            }
+            println!(
+                "  {:<45} {:>8.1} {:>6.1}% {:>8.0}",
+                kind.name(),
+                ms(*secs),
+                secs / wall * 100.0,
+                *calls as f64 / steps as f64
+            );
+            kind_rows.push(json!({"kind": kind.name(), "ms_per_step": ms(*secs),
+                "calls_per_step": *calls as f64 / steps as f64}));
+        }
+        println!(
+            "  {:<45} {:>8.1} {:>6.1}%",
+            "(autodiff, optimizer and other code outside flex's ops)",
+            ms(wall - kind_total),
+            (wall - kind_total) / wall * 100.0
+        );
+        println!(
+            "  (batch norm is its reductions and element-wise ops; the im2col convolutions are gathers, matrix products and, backward, scatter-adds)"
+        );
+    } else {
+        println!(
+            "by kind of work: only counted on flex (this run is on {})",
+            backend.kind.name()
+        );
+    }
+
+    kind_rows
 }

@@ -17,7 +17,7 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::ema::ema_update;
-use super::forces::{Dynamics, loss_terms};
+use super::forces::{Dynamics, LossTerms, loss_terms};
 use super::optim::OptimizerConfig;
 use crate::model::{Embedder, Online, normalize};
 use crate::profile::{self, Phase};
@@ -164,35 +164,14 @@ impl<E: Embedder> Learner<E> {
         let losses_phase = profile::phase(Phase::Losses);
         let terms = loss_terms(&online, target, directions, dynamics);
         let total = terms.total(dynamics);
-        let values = terms
-            .stacked(total.clone().detach())
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|err| StepError::Readback(format!("{err:?}")))?;
-        let expected =
-            4 + usize::from(terms.variance.is_some()) + usize::from(terms.covariance.is_some());
-        let [loss, loss_centroid, loss_sv, loss_brownian, ref vicreg @ ..] = values[..] else {
-            return Err(StepError::Readback(format!(
-                "expected {expected} loss values, got {}",
-                values.len()
-            )));
-        };
-        if values.len() != expected {
-            return Err(StepError::Readback(format!(
-                "expected {expected} loss values, got {}",
-                values.len()
-            )));
-        }
-        let mut vicreg = vicreg.iter().copied();
-        let loss_variance = terms.variance.as_ref().and_then(|_| vicreg.next());
-        let loss_covariance = terms.covariance.as_ref().and_then(|_| vicreg.next());
+        let report = read_back(&terms, total.clone())?;
         for (term, value) in [
-            ("total", loss),
-            ("centroid", loss_centroid),
-            ("singular value", loss_sv),
-            ("Brownian", loss_brownian),
-            ("variance", loss_variance.unwrap_or(0.0)),
-            ("covariance", loss_covariance.unwrap_or(0.0)),
+            ("total", report.loss),
+            ("centroid", report.loss_centroid),
+            ("singular value", report.loss_sv),
+            ("Brownian", report.loss_brownian),
+            ("variance", report.loss_variance.unwrap_or(0.0)),
+            ("covariance", report.loss_covariance.unwrap_or(0.0)),
         ] {
             if !value.is_finite() {
                 if let Some(rollback) = self.before_update.take() {
@@ -232,13 +211,38 @@ impl<E: Embedder> Learner<E> {
             ));
         }
 
-        Ok(StepReport {
-            loss,
-            loss_centroid,
-            loss_sv,
-            loss_brownian,
-            loss_variance,
-            loss_covariance,
-        })
+        Ok(report)
     }
+}
+
+/// The loss terms as plain numbers, read back from the device in one transfer.
+fn read_back(terms: &LossTerms, total: Tensor<1>) -> Result<StepReport, StepError> {
+    let values = terms
+        .stacked(total.detach())
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|err| StepError::Readback(format!("{err:?}")))?;
+    let expected =
+        4 + usize::from(terms.variance.is_some()) + usize::from(terms.covariance.is_some());
+    let [loss, loss_centroid, loss_sv, loss_brownian, ref vicreg @ ..] = values[..] else {
+        return Err(StepError::Readback(format!(
+            "expected {expected} loss values, got {}",
+            values.len()
+        )));
+    };
+    if values.len() != expected {
+        return Err(StepError::Readback(format!(
+            "expected {expected} loss values, got {}",
+            values.len()
+        )));
+    }
+    let mut vicreg = vicreg.iter().copied();
+    Ok(StepReport {
+        loss,
+        loss_centroid,
+        loss_sv,
+        loss_brownian,
+        loss_variance: terms.variance.as_ref().and_then(|_| vicreg.next()),
+        loss_covariance: terms.covariance.as_ref().and_then(|_| vicreg.next()),
+    })
 }
