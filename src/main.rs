@@ -382,105 +382,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `bench train --threads 1,2,...`: one process per count (rayon's global pool is fixed per
-/// process), its output passed through, then a table of the counts side by side.
-fn bench_train_sweep(threads: &[usize]) -> anyhow::Result<()> {
-    use std::io::BufRead as _;
-    let exe = std::env::current_exe()?;
-    // This invocation's arguments without its --threads, which each child gets one value of.
-    let mut args = Vec::new();
-    let mut skip_next = false;
-    for arg in std::env::args_os().skip(1) {
-        if skip_next {
-            skip_next = false;
-            continue;
-        }
-        let text = arg.to_string_lossy();
-        if text == "--threads" {
-            skip_next = true;
-            continue;
-        }
-        if text.starts_with("--threads=") {
-            continue;
-        }
-        args.push(arg);
-    }
-    let mut rows = Vec::new();
-    for &count in threads {
-        println!("== --threads {count}");
-        let mut child = std::process::Command::new(&exe)
-            .args(&args)
-            .args(["--threads", &count.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()?;
-        let mut last_json = None;
-        if let Some(stdout) = child.stdout.take() {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let line = line?;
-                println!("{line}");
-                if line.starts_with('{') {
-                    last_json = serde_json::from_str::<serde_json::Value>(&line).ok();
-                }
-            }
-        }
-        let status = child.wait()?;
-        if !status.success() {
-            anyhow::bail!("bench train --threads {count} failed ({status})");
-        }
-        let json = last_json
-            .ok_or_else(|| anyhow::anyhow!("bench train --threads {count} printed no result"))?;
-        rows.push((count, json));
-    }
-    let value =
-        |json: &serde_json::Value, key: &str| json.get(key).and_then(serde_json::Value::as_f64);
-    println!();
-    println!(
-        "{:>7} {:>12} {:>12} {:>12} {:>8} {:>14} {:>11} {:>11}",
-        "threads",
-        "msbreg",
-        "with loader",
-        "PyTorch",
-        "ratio",
-        "ratio (loader)",
-        "msbreg x1",
-        "PyTorch x1"
-    );
-    let first = rows.first().map(|(_, json)| json.clone());
-    for (count, json) in &rows {
-        let ours = value(json, "images_per_sec");
-        let theirs = value(json, "torch_images_per_sec");
-        let cell = |v: Option<f64>, digits: usize| {
-            v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
-        };
-        let scale = |key: &str| {
-            first
-                .as_ref()
-                .and_then(|f| value(f, key))
-                .zip(value(json, key))
-                .map(|(a, b)| b / a)
-        };
-        println!(
-            "{:>7} {:>12} {:>12} {:>12} {:>7}x {:>13}x {:>10}x {:>10}x",
-            count,
-            cell(ours, 0),
-            cell(value(json, "images_per_sec_with_loader"), 0),
-            cell(theirs, 0),
-            cell(value(json, "ratio_to_torch"), 2),
-            cell(value(json, "ratio_to_torch_with_loader"), 2),
-            cell(scale("images_per_sec"), 2),
-            cell(scale("torch_images_per_sec"), 2),
-        );
-    }
-    println!("(images/s, medians over --runs; \"x1\": against the first count of the list)");
-    println!(
-        "{}",
-        serde_json::json!({"bench": "train-threads", "results": rows.iter().map(|(count, json)| {
-            serde_json::json!({"threads": count, "result": json})
-        }).collect::<Vec<_>>()})
-    );
-    Ok(())
-}
-
 fn bench_render(points: &[usize], frames: usize) -> anyhow::Result<()> {
     let lines = msbreg::render::bench_render(points, frames)?;
     for line in &lines {
@@ -757,7 +658,7 @@ fn bench_command(which: BenchCommand, choice: BackendChoice) -> anyhow::Result<(
                 anyhow::bail!("--threads 0: give a number of threads from 1 up");
             }
             if threads.len() > 1 {
-                return bench_train_sweep(&threads);
+                return cli::bench::train_sweep(&threads);
             }
             if let Some(&count) = threads.first() {
                 // Before anything touches rayon (choosing the backend does): the loader, flex

@@ -3,6 +3,7 @@
 //! dispatches, and is the only place errors are printed.
 
 pub mod ablate;
+pub mod bench;
 pub mod evaluate;
 pub mod runs;
 pub mod simulate;
