@@ -82,7 +82,7 @@ fi
 
 stage bench-render 120 "^ *[0-9]|frames/s|points" "$BIN" bench render --points 0,100000,1000000
 
-APP=("$BIN" --backend gpu --frame-stats 20 --runs-dir "$OUT/runs")
+APP=("$BIN" --backend gpu app --frame-stats 20 --runs-dir "$OUT/runs")
 if [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && command -v xvfb-run >/dev/null; then
   APP=(xvfb-run -a -s "-screen 0 1600x1000x24" "${APP[@]}")
 fi
