@@ -224,18 +224,18 @@ fn read_back(terms: &LossTerms, total: Tensor<1>) -> Result<StepReport, StepErro
         .map_err(|err| StepError::Readback(format!("{err:?}")))?;
     let expected =
         4 + usize::from(terms.variance.is_some()) + usize::from(terms.covariance.is_some());
-    let [loss, loss_centroid, loss_sv, loss_brownian, ref vicreg @ ..] = values[..] else {
-        return Err(StepError::Readback(format!(
+    let wrong_count = || {
+        StepError::Readback(format!(
             "expected {expected} loss values, got {}",
             values.len()
-        )));
+        ))
     };
     if values.len() != expected {
-        return Err(StepError::Readback(format!(
-            "expected {expected} loss values, got {}",
-            values.len()
-        )));
+        return Err(wrong_count());
     }
+    let [loss, loss_centroid, loss_sv, loss_brownian, ref vicreg @ ..] = values[..] else {
+        return Err(wrong_count());
+    };
     let mut vicreg = vicreg.iter().copied();
     Ok(StepReport {
         loss,
