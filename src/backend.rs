@@ -66,7 +66,7 @@ impl Backend {
         Self {
             device: Device::flex(),
             kind: BackendKind::Flex,
-            adapter: format!("CPU, {} threads", rayon::current_num_threads()),
+            adapter: cpu_and_threads(),
             reason: reason.into(),
             wgpu_setup: None,
         }
@@ -87,6 +87,24 @@ pub enum BackendError {
     NoAdapter,
     #[error("could not start wgpu on {adapter}: {message}. Use --backend cpu to train on the CPU")]
     Init { adapter: String, message: String },
+}
+
+/// The CPU's model as the kernel reports it (`/proc/cpuinfo`), `None` where it does not.
+pub fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find(|line| line.starts_with("model name"))
+        .and_then(|line| line.split(':').nth(1))
+        .map(|model| model.trim().to_owned())
+        .filter(|model| !model.is_empty())
+}
+
+/// "AMD EPYC, 2 threads": what flex computes on, for logs and the status bar.
+fn cpu_and_threads() -> String {
+    let threads = rayon::current_num_threads();
+    let model = cpu_model().unwrap_or_else(|| "the CPU".into());
+    let plural = if threads == 1 { "" } else { "s" };
+    format!("{model}, {threads} thread{plural}")
 }
 
 /// A wgpu adapter as found by [`probe_adapters`].

@@ -54,6 +54,10 @@ impl Phase {
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static NANOS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+/// msbreg's own operations on flex (the fused batch norm + ReLU, `model::batch_norm_relu`):
+/// flex's counters do not see them.
+static FUSED_NANOS: AtomicU64 = AtomicU64::new(0);
+static FUSED_CALLS: AtomicU64 = AtomicU64::new(0);
 
 /// Starts or stops counting, here and in flex.
 pub fn enable(on: bool) {
@@ -70,6 +74,33 @@ pub fn take() -> Vec<(Phase, f64)> {
             (phase, nanos as f64 * 1e-9)
         })
         .collect()
+}
+
+/// Seconds and calls of msbreg's fused operations since the last call, and resets them.
+pub fn take_fused() -> (f64, u64) {
+    let nanos = FUSED_NANOS.swap(0, Ordering::Relaxed);
+    (nanos as f64 * 1e-9, FUSED_CALLS.swap(0, Ordering::Relaxed))
+}
+
+/// Counts the time from here to the guard's drop as one of msbreg's fused operations.
+pub fn fused() -> FusedGuard {
+    FusedGuard {
+        start: ENABLED.load(Ordering::Relaxed).then(Instant::now),
+    }
+}
+
+pub struct FusedGuard {
+    start: Option<Instant>,
+}
+
+impl Drop for FusedGuard {
+    fn drop(&mut self) {
+        if let Some(start) = self.start {
+            let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            FUSED_NANOS.fetch_add(nanos, Ordering::Relaxed);
+            FUSED_CALLS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Counts the time from here to the guard's drop as `phase`.

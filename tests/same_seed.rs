@@ -10,13 +10,20 @@ use common::{msbreg, run_ok};
 
 use serde_json::Value;
 
-/// How far a value may be from the reference: float rounding (the patched matrix products add
-/// a long inner dimension in fixed chunks, in another order), not a changed computation.
-const RELATIVE: f64 = 1e-4;
+/// How far a value may be from the reference over the first steps: float rounding (the patched
+/// matrix products add a long inner dimension in fixed chunks, the fused batch norm sums its
+/// columns by blocks of rows: other orders), not a changed computation. The first update
+/// already shows a changed computation; measured after it: 4e-7.
+const RELATIVE_FIRST: f64 = 1e-5;
+/// The steps held to [`RELATIVE_FIRST`].
+const FIRST_STEPS: u64 = 3;
+/// Later, training amplifies rounding differences step by step: with the fused batch norm
+/// (issue 12) the losses drift by up to 3e-4 of themselves by step 20 (2e-5 with the patched
+/// products alone).
+const RELATIVE: f64 = 1e-3;
 /// The effective rank is the exponential of the spectrum's entropy, where the smallest
-/// eigenvalues weigh most: 20 steps after a rounding difference it moves by about 3e-4 of
-/// itself (the losses by 2e-5).
-const RANK_RELATIVE: f64 = 1e-3;
+/// eigenvalues weigh most: it moves by up to 1e-3 of itself by step 20.
+const RANK_RELATIVE: f64 = 3e-3;
 /// kNN accuracy counts test images: one of the 64 or 512 may flip on a tie.
 const KNN: f64 = 1.0 / 64.0 + 1e-9;
 
@@ -44,8 +51,10 @@ fn compare(run: &std::path::Path, fixture: &str) {
             let actual = got[key]
                 .as_f64()
                 .unwrap_or_else(|| panic!("step {step}: no {key}"));
+            let early = step.as_u64().is_some_and(|step| step <= FIRST_STEPS);
             let tolerance = match key.as_str() {
                 "knn_acc" => KNN,
+                _ if early => RELATIVE_FIRST * expected.abs().max(1.0),
                 "effective_rank" => RANK_RELATIVE * expected.abs(),
                 _ => RELATIVE * expected.abs().max(1.0),
             };

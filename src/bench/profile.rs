@@ -29,7 +29,7 @@ fn read_cpu() -> Cpu {
             .and_then(|line| line.split(':').nth(1))
             .map(|v| v.trim().to_owned())
     };
-    let model = field("model name").unwrap_or_else(|| "unknown CPU".into());
+    let model = crate::backend::cpu_model().unwrap_or_else(|| "unknown CPU".into());
     let max_khz = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
         .ok()
         .and_then(|v| v.trim().parse::<f64>().ok());
@@ -140,6 +140,7 @@ pub fn run_profile(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Re
     step.step()?;
     let steps = options.steps.max(1);
     crate::profile::take();
+    crate::profile::take_fused();
     burn_flex::profile::take();
     crate::profile::enable(true);
     let cpu_before = process_cpu_secs();
@@ -152,6 +153,7 @@ pub fn run_profile(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Re
     crate::profile::enable(false);
     let phases = crate::profile::take();
     let kinds = burn_flex::profile::take();
+    let fused = crate::profile::take_fused();
     let per_step = wall / steps as f64;
 
     println!();
@@ -181,7 +183,7 @@ pub fn run_profile(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Re
     }
 
     let phase_rows = print_phases(&phases, wall, steps);
-    let kind_rows = print_kinds(backend, &kinds, wall, steps);
+    let kind_rows = print_kinds(backend, &kinds, fused, wall, steps);
 
     let flops = step_flops(options);
     let achieved = flops.map(|(total, _)| total / per_step / 1e9);
@@ -242,6 +244,7 @@ fn print_phases(phases: &[(crate::profile::Phase, f64)], wall: f64, steps: usize
 fn print_kinds(
     backend: &Backend,
     kinds: &[(burn_flex::profile::Kind, f64, u64)],
+    (fused_secs, fused_calls): (f64, u64),
     wall: f64,
     steps: usize,
 ) -> Vec<Value> {
@@ -249,29 +252,39 @@ fn print_kinds(
     let mut kind_rows = Vec::new();
     if backend.kind == BackendKind::Flex {
         println!("by kind of work in flex     ms/step   share   calls/step");
-        let kind_total: f64 = kinds.iter().map(|(_, s, _)| s).sum();
-        for (kind, secs, calls) in kinds {
-            if *calls == 0 {
+        let fused = (
+            "batch norm + ReLU (msbreg's fused op)",
+            fused_secs,
+            fused_calls,
+        );
+        let rows = kinds
+            .iter()
+            .map(|(kind, secs, calls)| (kind.name(), *secs, *calls))
+            .chain(std::iter::once(fused));
+        let mut total = 0.0;
+        for (name, secs, calls) in rows {
+            total += secs;
+            if calls == 0 {
                 continue;
             }
             println!(
                 "  {:<45} {:>8.1} {:>6.1}% {:>8.0}",
-                kind.name(),
-                ms(*secs),
+                name,
+                ms(secs),
                 secs / wall * 100.0,
-                *calls as f64 / steps as f64
+                calls as f64 / steps as f64
             );
-            kind_rows.push(json!({"kind": kind.name(), "ms_per_step": ms(*secs),
-                "calls_per_step": *calls as f64 / steps as f64}));
+            kind_rows.push(json!({"kind": name, "ms_per_step": ms(secs),
+                "calls_per_step": calls as f64 / steps as f64}));
         }
         println!(
             "  {:<45} {:>8.1} {:>6.1}%",
             "(autodiff, optimizer and other code outside flex's ops)",
-            ms(wall - kind_total),
-            (wall - kind_total) / wall * 100.0
+            ms(wall - total),
+            (wall - total) / wall * 100.0
         );
         println!(
-            "  (batch norm is its reductions and element-wise ops; the im2col convolutions are gathers, matrix products and, backward, scatter-adds)"
+            "  (the image encoder's batch norm + ReLU is msbreg's fused op: forward and backward in training, and the target's forward; the heads' batch norms are reductions and element-wise ops; the im2col convolutions are gathers, matrix products and, backward, scatter-adds)"
         );
     } else {
         println!(

@@ -197,7 +197,6 @@ pub fn batch_norm_rows(norm: &BatchNorm, x: Tensor<2>) -> Tensor<2> {
     if !(x.device().is_autodiff() && norm.training.is_enabled()) {
         return norm.forward(x);
     }
-    let device = x.device();
     let mean = x.clone().mean_dim(0);
     let centred = x - mean.clone();
     // The biased variance, as burn's `batch_norm_train` takes it.
@@ -207,17 +206,53 @@ pub fn batch_norm_rows(norm: &BatchNorm, x: Tensor<2>) -> Tensor<2> {
     let output = centred * scale + norm.beta.val().unsqueeze::<2>();
 
     let [channels] = norm.gamma.dims();
+    update_running(norm, mean.reshape([channels]), variance.reshape([channels]));
+    output
+}
+
+/// `norm`'s running statistics moved towards a batch's, as burn's [`BatchNorm`] does.
+fn update_running(norm: &BatchNorm, mean: Tensor<1>, variance: Tensor<1>) {
+    let device = mean.device();
     let momentum = norm.momentum;
-    let update = |running: &RunningState<Tensor<1>>, batch: Tensor<2>| {
+    let update = |running: &RunningState<Tensor<1>>, batch: Tensor<1>| {
         let value = running
             .value_sync()
             .to_device(&device)
             .mul_scalar(1.0 - momentum)
-            .add(batch.detach().reshape([channels]).mul_scalar(momentum));
+            .add(batch.detach().mul_scalar(momentum));
         running.update(value.detach());
     };
     update(&norm.running_mean, mean);
     update(&norm.running_var, variance);
+}
+
+/// [`batch_norm_rows`] then ReLU. On flex (`f32`), one fused operation: in training with its
+/// own backward pass, in inference (running statistics) on the plain device (the EMA target,
+/// evaluation); see [`super::batch_norm_relu`]. Elsewhere the two, composed.
+///
+/// # Shapes
+/// - `x`: `[rows, C]`
+/// - output: `[rows, C]`
+pub fn batch_norm_relu_rows(norm: &BatchNorm, x: Tensor<2>) -> Tensor<2> {
+    let autodiff = x.device().is_autodiff();
+    let training = autodiff && norm.training.is_enabled();
+    if !super::batch_norm_relu::supported(&x) || (autodiff && !training) {
+        return burn::tensor::activation::relu(batch_norm_rows(norm, x));
+    }
+    if !training {
+        let device = x.device();
+        return super::batch_norm_relu::batch_norm_relu_inference(
+            x,
+            norm.gamma.val(),
+            norm.beta.val(),
+            norm.running_mean.value().to_device(&device),
+            norm.running_var.value().to_device(&device),
+            norm.epsilon,
+        );
+    }
+    let (output, mean, variance) =
+        super::batch_norm_relu::batch_norm_relu(x, norm.gamma.val(), norm.beta.val(), norm.epsilon);
+    update_running(norm, mean, variance);
     output
 }
 

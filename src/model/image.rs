@@ -88,9 +88,7 @@ impl ConvBlock {
     /// Batch norm over the rows of `[N * H * W, C]` normalises each channel over N, H and W, as
     /// on `[N, C, H, W]`.
     fn norm_relu_rows(&self, x: Rows) -> Rows {
-        let rows = self
-            .activation
-            .forward(im2col::batch_norm_rows(&self.norm, x.rows));
+        let rows = im2col::batch_norm_relu_rows(&self.norm, x.rows);
         Rows { rows, ..x }
     }
 }

@@ -3,6 +3,7 @@
 //! heads are MLPs), the sandbox's [`SandboxNet`], the image encoders and [`ImageNet`], and a
 //! seeded initialiser so that the same seed gives the same weights on every backend.
 
+pub mod batch_norm_relu;
 pub mod im2col;
 pub mod image;
 pub mod init;

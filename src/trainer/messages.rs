@@ -55,7 +55,7 @@ pub struct RunInfo {
     /// Counts up from 1 with every fresh run (reset, new workload).
     pub run_id: u64,
     pub workload: Workload,
-    /// Backend and adapter, e.g. "flex (CPU), CPU, 2 threads".
+    /// Backend and adapter, e.g. "flex (CPU) on AMD EPYC, 2 threads (...)".
     pub backend: String,
     pub class_names: Vec<String>,
     /// The label of every displayed point.
