@@ -164,9 +164,9 @@ pub fn run_profile(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Re
         per_step * 1e3
     );
     println!(
-        "CPU: {}; {} threads; vector kernels chosen at run time: {}{}",
+        "CPU: {}; {threads} thread{}; vector kernels chosen at run time: {}{}",
         cpu.model,
-        threads,
+        if threads == 1 { "" } else { "s" },
         cpu.kernels,
         cpu.ghz
             .map(|g| format!("; clock {g:.2} GHz (as the kernel reports it)"))
@@ -284,7 +284,7 @@ fn print_kinds(
             (wall - total) / wall * 100.0
         );
         println!(
-            "  (the image encoder's batch norm + ReLU is msbreg's fused op: forward and backward in training, and the target's forward; the heads' batch norms are reductions and element-wise ops; the im2col convolutions are gathers, matrix products and, backward, scatter-adds)"
+            "  (every batch norm + ReLU, encoder and heads, is msbreg's fused op: forward and backward in training, and the target's forward; the im2col convolutions are gathers, matrix products and, backward, scatter-adds)"
         );
     } else {
         println!(

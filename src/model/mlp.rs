@@ -57,10 +57,14 @@ impl Mlp {
         for (index, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x);
             if index < last {
-                if let Some(norm) = self.norms.get(index) {
-                    x = norm.forward(x);
+                match self.norms.get(index) {
+                    // On flex, one fused operation (`batch_norm_relu`).
+                    Some(norm) if super::batch_norm_relu::supported(&x) => {
+                        x = super::im2col::batch_norm_relu_rows(norm, x);
+                    }
+                    Some(norm) => x = self.activation.forward(norm.forward(x)),
+                    None => x = self.activation.forward(x),
                 }
-                x = self.activation.forward(x);
             }
         }
         x
