@@ -125,6 +125,7 @@ pub fn supported(x: &Tensor<2>) -> bool {
     x.dtype() == DType::F32 && super::im2col::prefers_im2col(&x.device())
 }
 
+/// A tensor's values in row-major order: borrowed when its layout is contiguous, else copied.
 fn f32_values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match tensor.as_slice::<f32>() {
         Some(values) => std::borrow::Cow::Borrowed(values),
