@@ -229,6 +229,10 @@ enum BenchCommand {
         /// the threads' use and the achieved GFLOP/s against an estimated peak.
         #[arg(long)]
         profile: bool,
+        /// Another msbreg build to compare with: both run alternately, --runs times per thread
+        /// count, in separate processes, and a table gives the median ratio (this / other).
+        #[arg(long, value_name = "MSBREG")]
+        against: Option<PathBuf>,
     },
     /// Frames/s of the particle renderer offscreen (1280x720, 3D orbit), geometry static and
     /// streamed every frame.
@@ -653,20 +657,10 @@ fn bench_command(which: BenchCommand, choice: BackendChoice) -> anyhow::Result<(
             threads,
             runs,
             profile,
+            against,
         } => {
-            if threads.contains(&0) {
-                anyhow::bail!("--threads 0: give a number of threads from 1 up");
-            }
-            if threads.len() > 1 {
-                return cli::bench::train_sweep(&threads);
-            }
-            if let Some(&count) = threads.first() {
-                // Before anything touches rayon (choosing the backend does): the loader, flex
-                // and gemm all run on this pool.
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(count)
-                    .build_global()
-                    .map_err(|err| anyhow::anyhow!("--threads {count}: {err}"))?;
+            if cli::bench::train_threads(&threads, runs, against.as_deref())? {
+                return Ok(());
             }
             msbreg::bench::run_train_bench(
                 &backend::select(cli_backend)?,

@@ -271,3 +271,69 @@ fn bench_teach_ends_with_its_json_line() {
         assert_eq!(secs.is_null(), steps.is_null(), "{last}");
     }
 }
+
+/// `msbreg bench train --against OTHER` runs both builds alternately (here the same binary
+/// twice), prints one line per run and a table, and ends with a JSON line holding every run's
+/// figure and the median ratio; a missing binary is named in the error.
+#[test]
+fn bench_train_against_another_build_alternates_and_reports_the_ratio() {
+    let exe = env!("CARGO_BIN_EXE_msbreg");
+    let output = std::process::Command::new(exe)
+        .args(["--backend", "cpu", "bench", "train", "--model", "mlp"])
+        .args([
+            "--batch",
+            "16",
+            "--steps",
+            "1",
+            "--threads",
+            "1",
+            "--runs",
+            "2",
+        ])
+        .args(["--against", exe])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("threads 1, run 2/2: this build"),
+        "{stdout}"
+    );
+    let last = stdout.lines().last().expect("a last line");
+    let json: serde_json::Value = serde_json::from_str(last).expect("the last line is JSON");
+    assert_eq!(json["bench"], "train-against");
+    let result = &json["results"][0];
+    assert_eq!(result["threads"], 1);
+    for side in ["this", "other"] {
+        let runs = result[side].as_array().expect("a list of runs");
+        assert_eq!(runs.len(), 2, "{last}");
+        assert!(
+            runs.iter().all(|v| v.as_f64().is_some_and(|v| v > 0.0)),
+            "{last}"
+        );
+    }
+    let ratio = result["median_ratio"].as_f64().expect("a ratio");
+    assert!(ratio.is_finite() && ratio > 0.0, "{ratio}");
+
+    let missing = std::process::Command::new(exe)
+        .args([
+            "--backend",
+            "cpu",
+            "bench",
+            "train",
+            "--against",
+            "/no/such/msbreg",
+        ])
+        .output()
+        .expect("runs");
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("--against /no/such/msbreg: no such file"),
+        "{stderr}"
+    );
+}
