@@ -291,7 +291,7 @@ impl<B: BatchNormReluBackend, C: CheckpointStrategy> BatchNormReluBackend for Au
     }
 
     /// Composed of autodiff's own operations, so that it differentiates; the fused kernel
-    /// serves the plain backend (the EMA target, evaluation).
+    /// serves the plain backend (evaluation: kNN, the linear probe, export).
     fn batch_norm_relu_inference(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,

@@ -227,8 +227,9 @@ fn update_running(norm: &BatchNorm, mean: Tensor<1>, variance: Tensor<1>) {
 }
 
 /// [`batch_norm_rows`] then ReLU. On flex (`f32`), one fused operation: in training with its
-/// own backward pass, in inference (running statistics) on the plain device (the EMA target,
-/// evaluation); see [`super::batch_norm_relu`]. Elsewhere the two, composed.
+/// own backward pass (also the EMA target's forward: an untracked copy of the online network,
+/// batch statistics), in inference (running statistics) on the plain device (evaluation); see
+/// [`super::batch_norm_relu`]. Elsewhere the two, composed.
 ///
 /// # Shapes
 /// - `x`: `[rows, C]`
