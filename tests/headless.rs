@@ -278,26 +278,20 @@ fn bench_teach_ends_with_its_json_line() {
 #[test]
 fn bench_train_against_another_build_alternates_and_reports_the_ratio() {
     let exe = env!("CARGO_BIN_EXE_msbreg");
-    let output = std::process::Command::new(exe)
-        .args(["--backend", "cpu", "bench", "train", "--model", "mlp"])
-        .args([
-            "--batch",
-            "16",
-            "--steps",
-            "1",
-            "--threads",
-            "1",
-            "--runs",
-            "2",
-        ])
-        .args(["--against", exe])
-        .output()
-        .expect("runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = run_ok(
+        msbreg()
+            .args(["bench", "train", "--model", "mlp"])
+            .args([
+                "--batch",
+                "16",
+                "--steps",
+                "1",
+                "--threads",
+                "1",
+                "--runs",
+                "2",
+            ])
+            .args(["--against", exe]),
     );
     assert!(
         stdout.contains("threads 1, run 2/2: this build"),
@@ -319,15 +313,8 @@ fn bench_train_against_another_build_alternates_and_reports_the_ratio() {
     let ratio = result["median_ratio"].as_f64().expect("a ratio");
     assert!(ratio.is_finite() && ratio > 0.0, "{ratio}");
 
-    let missing = std::process::Command::new(exe)
-        .args([
-            "--backend",
-            "cpu",
-            "bench",
-            "train",
-            "--against",
-            "/no/such/msbreg",
-        ])
+    let missing = msbreg()
+        .args(["bench", "train", "--against", "/no/such/msbreg"])
         .output()
         .expect("runs");
     assert!(!missing.status.success());

@@ -40,23 +40,7 @@ pub fn train_sweep(threads: &[usize]) -> anyhow::Result<()> {
     use std::io::BufRead as _;
     let exe = std::env::current_exe()?;
     // This invocation's arguments without its --threads, which each child gets one value of.
-    let mut args = Vec::new();
-    let mut skip_next = false;
-    for arg in std::env::args_os().skip(1) {
-        if skip_next {
-            skip_next = false;
-            continue;
-        }
-        let text = arg.to_string_lossy();
-        if text == "--threads" {
-            skip_next = true;
-            continue;
-        }
-        if text.starts_with("--threads=") {
-            continue;
-        }
-        args.push(arg);
-    }
+    let args = args_without(&["--threads"], &[]);
     let mut rows = Vec::new();
     for &count in threads {
         println!("== --threads {count}");
