@@ -36,7 +36,7 @@ pub fn keep_freed_memory() {
         // valid for this option, and mimalloc reads it on each purge decision.
         #[allow(unsafe_code)]
         unsafe {
-            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 60_000);
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
         }
     });
 }

@@ -54,10 +54,6 @@ impl Phase {
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static NANOS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
-/// msbreg's own operations on flex (the fused batch norm + ReLU, `model::batch_norm_relu`):
-/// flex's counters do not see them.
-static FUSED_NANOS: AtomicU64 = AtomicU64::new(0);
-static FUSED_CALLS: AtomicU64 = AtomicU64::new(0);
 
 /// Starts or stops counting, here and in flex.
 pub fn enable(on: bool) {
@@ -76,20 +72,51 @@ pub fn take() -> Vec<(Phase, f64)> {
         .collect()
 }
 
-/// Seconds and calls of msbreg's fused operations since the last call, and resets them.
-pub fn take_fused() -> (f64, u64) {
-    let nanos = FUSED_NANOS.swap(0, Ordering::Relaxed);
-    (nanos as f64 * 1e-9, FUSED_CALLS.swap(0, Ordering::Relaxed))
+/// msbreg's own operations on flex, which flex's counters do not see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fused {
+    /// `model::batch_norm_relu`
+    BatchNormRelu,
+    /// `model::conv3x3`
+    Conv3x3,
 }
 
-/// Counts the time from here to the guard's drop as one of msbreg's fused operations.
-pub fn fused() -> FusedGuard {
+impl Fused {
+    pub const ALL: [Fused; 2] = [Fused::Conv3x3, Fused::BatchNormRelu];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fused::BatchNormRelu => "batch norm + ReLU (msbreg's fused op)",
+            Fused::Conv3x3 => "3x3 convolutions (msbreg's tiled op)",
+        }
+    }
+}
+
+static FUSED_NANOS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+static FUSED_CALLS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+
+/// Seconds and calls of each of msbreg's own operations since the last call, and resets them.
+pub fn take_fused() -> Vec<(Fused, f64, u64)> {
+    Fused::ALL
+        .iter()
+        .map(|&op| {
+            let nanos = FUSED_NANOS[op as usize].swap(0, Ordering::Relaxed);
+            let calls = FUSED_CALLS[op as usize].swap(0, Ordering::Relaxed);
+            (op, nanos as f64 * 1e-9, calls)
+        })
+        .collect()
+}
+
+/// Counts the time from here to the guard's drop as one call of `op`.
+pub fn fused(op: Fused) -> FusedGuard {
     FusedGuard {
+        op,
         start: ENABLED.load(Ordering::Relaxed).then(Instant::now),
     }
 }
 
 pub struct FusedGuard {
+    op: Fused,
     start: Option<Instant>,
 }
 
@@ -97,8 +124,8 @@ impl Drop for FusedGuard {
     fn drop(&mut self) {
         if let Some(start) = self.start {
             let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            FUSED_NANOS.fetch_add(nanos, Ordering::Relaxed);
-            FUSED_CALLS.fetch_add(1, Ordering::Relaxed);
+            FUSED_NANOS[self.op as usize].fetch_add(nanos, Ordering::Relaxed);
+            FUSED_CALLS[self.op as usize].fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -126,7 +126,7 @@ pub fn supported(x: &Tensor<2>) -> bool {
 }
 
 /// A tensor's values in row-major order: borrowed when its layout is contiguous, else copied.
-fn f32_values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+pub(super) fn f32_values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match tensor.as_slice::<f32>() {
         Some(values) => std::borrow::Cow::Borrowed(values),
         None => std::borrow::Cow::Owned(
@@ -160,7 +160,7 @@ impl BatchNormReluBackend for Flex {
         beta: FlexTensor,
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let _profile = crate::profile::fused();
+        let _profile = crate::profile::fused(crate::profile::Fused::BatchNormRelu);
         let (rows, channels) = rows_and_channels(&x);
         let stats = Forward::from_batch(
             &f32_values(&x),
@@ -185,7 +185,7 @@ impl BatchNormReluBackend for Flex {
         var: FlexTensor,
         epsilon: f64,
     ) -> FlexTensor {
-        let _profile = crate::profile::fused();
+        let _profile = crate::profile::fused(crate::profile::Fused::BatchNormRelu);
         let (rows, channels) = rows_and_channels(&x);
         let stats = Forward::from_statistics(
             f32_values(&mean).into_owned(),
@@ -206,7 +206,7 @@ impl BatchNormReluBackend for Flex {
         grad: FlexTensor,
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let _profile = crate::profile::fused();
+        let _profile = crate::profile::fused(crate::profile::Fused::BatchNormRelu);
         let (rows, channels) = rows_and_channels(&x);
         let (dx, dgamma, dbeta) = backward(
             &f32_values(&x),

@@ -80,6 +80,21 @@ pub fn conv3x3_image(conv: &Conv2d, x: Tensor<4>) -> Rows {
     let [batch, channels, height, width] = x.dims();
     let stride = conv.stride[0];
     let (out_h, out_w) = (out_side(height, stride), out_side(width, stride));
+    if x.dtype() == burn::tensor::DType::F32 && prefers_im2col(&x.device()) {
+        // Channels-last first (one copy of the images), then the tiled convolution.
+        let rows = x
+            .permute([0, 2, 3, 1])
+            .reshape([batch * height * width, channels]);
+        return conv3x3_rows(
+            conv,
+            Rows {
+                rows,
+                batch,
+                height,
+                width,
+            },
+        );
+    }
     let pixels = channels * height * width;
     let device = x.device();
     // One zero column past each image stands for every padding position.
@@ -137,6 +152,16 @@ pub fn conv3x3_rows(conv: &Conv2d, x: Rows) -> Rows {
     let [pixels, channels] = rows.dims();
     let stride = conv.stride[0];
     let (out_h, out_w) = (out_side(height, stride), out_side(width, stride));
+    if super::conv3x3::supported(&rows) {
+        let rows =
+            super::conv3x3::conv3x3_rows(rows, conv.weight.val(), batch, height, width, stride);
+        return Rows {
+            rows: with_bias(conv, rows),
+            batch,
+            height: out_h,
+            width: out_w,
+        };
+    }
     let device = rows.device();
     // One zero row past the batch stands for every padding position.
     let padded = Tensor::cat(vec![rows, Tensor::zeros([1, channels], &device)], 0);

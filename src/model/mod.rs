@@ -4,6 +4,7 @@
 //! seeded initialiser so that the same seed gives the same weights on every backend.
 
 pub mod batch_norm_relu;
+pub mod conv3x3;
 pub mod im2col;
 pub mod image;
 pub mod init;

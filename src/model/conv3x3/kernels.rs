@@ -1,0 +1,289 @@
+//! The kernels of [`super::Conv3x3Backend`] on flex, on slices: the batch cut into tiles of
+//! whole images, each tile's columns gathered into a buffer that stays in cache and multiplied
+//! there (gemm, one thread per tile), over rayon's threads.
+
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+use super::{Geometry, WEIGHT_CHUNKS};
+
+/// Columns per tile: about 256 KiB of `f32`, so that a tile's columns stay in a core's L2.
+const TILE_FLOATS: usize = 64 * 1024;
+
+impl Geometry {
+    fn k(&self) -> usize {
+        9 * self.channels
+    }
+
+    fn in_pixels(&self) -> usize {
+        self.height * self.width
+    }
+
+    fn out_pixels(&self) -> usize {
+        self.out_height() * self.out_width()
+    }
+
+    /// Whole images per tile: as many as fit [`TILE_FLOATS`] of columns, at least one. A
+    /// function of the shapes only, so tiles do not depend on the number of threads.
+    fn images_per_tile(&self) -> usize {
+        let rows = self.out_pixels().max(1);
+        (TILE_FLOATS / self.k().max(1) / rows).max(1)
+    }
+
+    /// The input coordinate that tap `k` (0..3) of output `o` reads, `None` in the padding.
+    fn tap(&self, o: usize, k: usize, side: usize) -> Option<usize> {
+        (o * self.stride + k).checked_sub(1).filter(|&i| i < side)
+    }
+}
+
+/// The weight `[out, in, 3, 3]` as the `[9 * in, out]` matrix the columns multiply, row
+/// `(kh, kw, c)`.
+fn weight_matrix(weight: &[f32], g: &Geometry) -> Vec<f32> {
+    let (c_in, c_out) = (g.channels, g.out);
+    let mut matrix = vec![0.0; 9 * c_in * c_out];
+    for o in 0..c_out {
+        for c in 0..c_in {
+            for tap in 0..9 {
+                matrix[(tap * c_in + c) * c_out + o] = weight[(o * c_in + c) * 9 + tap];
+            }
+        }
+    }
+    matrix
+}
+
+/// The columns of images `images` (channels-last rows of `x`) into `columns`: one row per
+/// output pixel, column `(kh, kw, c)`, zeros in the padding.
+fn gather(x: &[f32], g: &Geometry, images: std::ops::Range<usize>, columns: &mut [f32]) {
+    let c = g.channels;
+    let k = g.k();
+    let mut rows = columns.chunks_exact_mut(k);
+    for n in images {
+        let image = &x[n * g.in_pixels() * c..(n + 1) * g.in_pixels() * c];
+        for oh in 0..g.out_height() {
+            for ow in 0..g.out_width() {
+                let Some(row) = rows.next() else { return };
+                for (tap, dst) in row.chunks_exact_mut(c).enumerate() {
+                    let (kh, kw) = (tap / 3, tap % 3);
+                    match (g.tap(oh, kh, g.height), g.tap(ow, kw, g.width)) {
+                        (Some(ih), Some(iw)) => {
+                            let at = (ih * g.width + iw) * c;
+                            dst.copy_from_slice(&image[at..at + c]);
+                        }
+                        _ => dst.fill(0.0),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst = lhs * rhs` (or `dst += lhs * rhs` with `accumulate`), `m x n` over `k`, on the
+/// calling thread. Strides in elements: `(column stride, row stride)` of each matrix.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_strides: (isize, isize),
+    lhs: &[f32],
+    lhs_strides: (isize, isize),
+    rhs: &[f32],
+    rhs_strides: (isize, isize),
+    accumulate: bool,
+) {
+    // The furthest element each operand's strides reach must lie in its slice.
+    let reach = |rows: usize, cols: usize, (cs, rs): (isize, isize)| {
+        (rows.saturating_sub(1) as isize * rs + cols.saturating_sub(1) as isize * cs) as usize
+    };
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        reach(m, n, dst_strides) < dst.len(),
+        "conv3x3: output tile too small"
+    );
+    if k > 0 {
+        assert!(
+            reach(m, k, lhs_strides) < lhs.len(),
+            "conv3x3: left tile too small"
+        );
+        assert!(
+            reach(k, n, rhs_strides) < rhs.len(),
+            "conv3x3: right tile too small"
+        );
+    }
+    // SAFETY: every element the strides reach lies inside its slice (asserted above); `dst`
+    // is borrowed mutably, so it overlaps neither operand. gemm takes raw pointers and
+    // strides; no safe interface offers strided operands.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_strides.0,
+            dst_strides.1,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_strides.0,
+            lhs_strides.1,
+            rhs.as_ptr(),
+            rhs_strides.0,
+            rhs_strides.1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
+/// The convolution of channels-last `x` (`[batch * H * W, C]`): `[batch * H_out * W_out,
+/// out]`.
+pub(super) fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
+    let matrix = weight_matrix(weight, g);
+    let (k, c_out) = (g.k(), g.out);
+    let per_tile = g.images_per_tile();
+    let tile_rows = per_tile * g.out_pixels();
+    let mut out = vec![0.0f32; g.batch * g.out_pixels() * c_out];
+    if out.is_empty() {
+        return out;
+    }
+    out.par_chunks_mut(tile_rows * c_out)
+        .enumerate()
+        .for_each_init(
+            || vec![0.0f32; tile_rows * k],
+            |columns, (tile, out_tile)| {
+                let first = tile * per_tile;
+                let images = first..(first + per_tile).min(g.batch);
+                let rows = images.len() * g.out_pixels();
+                gather(x, g, images, &mut columns[..rows * k]);
+                product(
+                    (rows, c_out, k),
+                    out_tile,
+                    (1, c_out as isize),
+                    columns,
+                    (1, k as isize),
+                    &matrix,
+                    (1, c_out as isize),
+                    false,
+                );
+            },
+        );
+    out
+}
+
+/// The gradient of the input, `[batch * H * W, C]`, given `grad`, the output's
+/// (`[batch * H_out * W_out, out]`): per tile, the columns' gradient (`grad x matrix^T`, in
+/// cache) added back to the pixels they were gathered from, in a fixed order.
+pub(super) fn input_grad(grad: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
+    let matrix = weight_matrix(weight, g);
+    let (c, k, c_out) = (g.channels, g.k(), g.out);
+    let per_tile = g.images_per_tile();
+    let tile_rows = per_tile * g.out_pixels();
+    let mut dx = vec![0.0f32; g.batch * g.in_pixels() * c];
+    if dx.is_empty() {
+        return dx;
+    }
+    dx.par_chunks_mut(per_tile * g.in_pixels() * c)
+        .enumerate()
+        .for_each_init(
+            || vec![0.0f32; tile_rows * k],
+            |columns, (tile, dx_tile)| {
+                let first = tile * per_tile;
+                let images = (first + per_tile).min(g.batch) - first;
+                let rows = images * g.out_pixels();
+                let grad_tile = &grad[first * g.out_pixels() * c_out..][..rows * c_out];
+                product(
+                    (rows, k, c_out),
+                    &mut columns[..rows * k],
+                    (1, k as isize),
+                    grad_tile,
+                    (1, c_out as isize),
+                    &matrix,
+                    (c_out as isize, 1),
+                    false,
+                );
+                let mut column_rows = columns.chunks_exact(k);
+                for n in 0..images {
+                    let image = &mut dx_tile[n * g.in_pixels() * c..(n + 1) * g.in_pixels() * c];
+                    for oh in 0..g.out_height() {
+                        for ow in 0..g.out_width() {
+                            let Some(row) = column_rows.next() else {
+                                return;
+                            };
+                            for (tap, src) in row.chunks_exact(c).enumerate() {
+                                let (kh, kw) = (tap / 3, tap % 3);
+                                if let (Some(ih), Some(iw)) =
+                                    (g.tap(oh, kh, g.height), g.tap(ow, kw, g.width))
+                                {
+                                    let at = (ih * g.width + iw) * c;
+                                    for (d, &s) in image[at..at + c].iter_mut().zip(src) {
+                                        *d += s;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        );
+    dx
+}
+
+/// The gradient of the weight, `[out, in, 3, 3]`: `columns^T x grad` summed over the batch,
+/// by [`WEIGHT_CHUNKS`] fixed chunks of images (each chunk tile by tile in order, the chunks
+/// added in order): the same sums on any number of threads.
+pub(super) fn weight_grad(x: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
+    let (c_in, k, c_out) = (g.channels, g.k(), g.out);
+    let per_tile = g.images_per_tile();
+    let tile_rows = per_tile * g.out_pixels();
+    let chunk_images = g.batch.div_ceil(WEIGHT_CHUNKS).max(1);
+    let chunks = g.batch.div_ceil(chunk_images);
+    let partials: Vec<Vec<f32>> = (0..chunks)
+        .into_par_iter()
+        .map(|chunk| {
+            let mut sum = vec![0.0f32; k * c_out];
+            let mut columns = vec![0.0f32; tile_rows * k];
+            let end = ((chunk + 1) * chunk_images).min(g.batch);
+            let mut first = chunk * chunk_images;
+            while first < end {
+                let last = (first + per_tile).min(end);
+                let rows = (last - first) * g.out_pixels();
+                gather(x, g, first..last, &mut columns[..rows * k]);
+                let grad_tile = &grad[first * g.out_pixels() * c_out..][..rows * c_out];
+                product(
+                    (k, c_out, rows),
+                    &mut sum,
+                    (1, c_out as isize),
+                    &columns,
+                    (k as isize, 1),
+                    grad_tile,
+                    (1, c_out as isize),
+                    true,
+                );
+                first = last;
+            }
+            sum
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut sum = partials.next().unwrap_or_else(|| vec![0.0; k * c_out]);
+    for part in partials {
+        for (s, p) in sum.iter_mut().zip(part) {
+            *s += p;
+        }
+    }
+    // Back to the weight's layout.
+    let mut weight = vec![0.0f32; c_out * c_in * 9];
+    for o in 0..c_out {
+        for c in 0..c_in {
+            for tap in 0..9 {
+                weight[(o * c_in + c) * 9 + tap] = sum[(tap * c_in + c) * c_out + o];
+            }
+        }
+    }
+    weight
+}
