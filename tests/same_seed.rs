@@ -19,13 +19,16 @@ const RELATIVE_FIRST: f64 = 1e-5;
 const FIRST_STEPS: u64 = 3;
 /// Later, training amplifies rounding differences step by step: with the fused batch norm
 /// (issue 12) the losses drift by up to 3e-4 of themselves by step 20 (2e-5 with the patched
-/// products alone).
+/// products alone; the same with the tiled convolution and the single-pass statistics).
 const RELATIVE: f64 = 1e-3;
 /// The effective rank is the exponential of the spectrum's entropy, where the smallest
 /// eigenvalues weigh most: it moves by up to 1e-3 of itself by step 20.
 const RANK_RELATIVE: f64 = 3e-3;
-/// kNN accuracy counts test images: one of the 64 or 512 may flip on a tie.
-const KNN: f64 = 1.0 / 64.0 + 1e-9;
+/// kNN accuracy counts test images, near chance on 64 of them this early: the neighbours of an
+/// image are close to tied, and rounding differences flip some. With the single-pass batch
+/// norm statistics (issue 12) two of the 64 flipped at step 20 (0.078 against 0.109) while
+/// every continuous metric stayed within 3e-4 of itself (the rank 1.7e-3).
+const KNN: f64 = 2.0 / 64.0 + 1e-9;
 
 fn lines(text: &str) -> Vec<Value> {
     text.lines()

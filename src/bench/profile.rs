@@ -198,7 +198,8 @@ pub fn run_profile(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Re
     }
     if let Some(peak) = peak {
         println!(
-            "peak estimate: {peak:.0} GFLOP/s ({threads} threads x {} f32 lanes x 2 (FMA) x 2 FMA units (assumed) x clock); {}",
+            "peak estimate: {peak:.0} GFLOP/s ({threads} thread{} x {} f32 lanes x 2 (FMA) x 2 FMA units (assumed) x clock); {}",
+            if threads == 1 { "" } else { "s" },
             cpu.lanes,
             achieved
                 .map(|a| format!("achieved {:.1}% of it", a / peak * 100.0))

@@ -5,13 +5,14 @@
 //! Written with burn's tensor operations ([`super::im2col::batch_norm_rows`] then ReLU), the
 //! pair is about 17 passes over the activation in a training step on flex: six forward (the
 //! mean, the centring, the square, the variance, the scale, the shift; the ReLU) and a dozen in
-//! autodiff's backward, each allocating its output. Here it is five: the two column sums and
-//! the output forward; one pass of column sums and one of the input's gradient backward. In
-//! the small CNN's step the batch norms were most of flex's element-wise time (`msbreg bench
-//! train --profile`).
+//! autodiff's backward, each allocating its output. Here it is four: the statistics (each
+//! block of rows' mean and squared deviations while the block is in cache) and the output
+//! forward; one pass of column sums and one of the input's gradient backward. In the small
+//! CNN's step the batch norms were most of flex's element-wise time (`msbreg bench train
+//! --profile`).
 //!
-//! Sums run over fixed blocks of rows ([`BLOCK_ROWS`]), each block in `f32`, the blocks added
-//! in order in `f64`: the same numbers on any thread count. The values agree with the
+//! Sums run over fixed blocks of rows ([`BLOCK_ROWS`]), each block in `f32`, the blocks
+//! combined in order in `f64`: the same numbers on any thread count. The values agree with the
 //! composed operations to float rounding (the tests below, and `tests/same_seed.rs`).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;

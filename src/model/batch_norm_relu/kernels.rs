@@ -44,8 +44,12 @@ pub(super) struct Forward {
 }
 
 impl Forward {
-    /// The statistics of `x`'s columns, in two passes: the mean, then the biased variance
-    /// around it.
+    /// The statistics of `x`'s columns in one pass over memory: each block of
+    /// [`BLOCK_ROWS`] rows gets its mean and its sum of squared deviations from that mean (two
+    /// passes over the block while it is in cache, in `f32`), and the blocks are combined in
+    /// order in `f64` (Chan et al.'s pairwise update: the sum of squares around the overall
+    /// mean is each block's plus its row count times the square of its mean's distance to
+    /// the overall one). As exact as two passes over the whole matrix, with one read of it.
     pub(super) fn from_batch(
         x: &[f32],
         channels: usize,
@@ -55,23 +59,49 @@ impl Forward {
     ) -> Self {
         let rows = x.len() / channels.max(1);
         let count = rows.max(1) as f64;
-        let sums = column_sums(rows, channels, |range, sums| {
-            for row in x[range.start * channels..range.end * channels].chunks_exact(channels) {
-                for (s, &v) in sums[0].iter_mut().zip(row) {
-                    *s += v;
+        let blocks: Vec<(usize, Vec<f32>, Vec<f32>)> = x
+            .par_chunks(BLOCK_ROWS * channels.max(1))
+            .map(|block| {
+                let n = block.len() / channels.max(1);
+                let mut mean = vec![0.0f32; channels];
+                for row in block.chunks_exact(channels) {
+                    for (s, &v) in mean.iter_mut().zip(row) {
+                        *s += v;
+                    }
                 }
-            }
-        });
-        let mean: Vec<f32> = sums[0].iter().map(|&s| (s / count) as f32).collect();
-        let squares = column_sums(rows, channels, |range, sums| {
-            for row in x[range.start * channels..range.end * channels].chunks_exact(channels) {
-                for ((s, &v), &m) in sums[0].iter_mut().zip(row).zip(&mean) {
-                    let d = v - m;
-                    *s += d * d;
+                for m in &mut mean {
+                    *m /= n.max(1) as f32;
                 }
+                let mut squares = vec![0.0f32; channels];
+                for row in block.chunks_exact(channels) {
+                    for ((s, &v), &m) in squares.iter_mut().zip(row).zip(&mean) {
+                        let d = v - m;
+                        *s += d * d;
+                    }
+                }
+                (n, mean, squares)
+            })
+            .collect();
+        let mut sums = vec![0.0f64; channels];
+        for (n, mean, _) in &blocks {
+            for (s, &m) in sums.iter_mut().zip(mean) {
+                *s += *n as f64 * f64::from(m);
             }
-        });
-        let var: Vec<f32> = squares[0].iter().map(|&s| (s / count) as f32).collect();
+        }
+        let mean64: Vec<f64> = sums.iter().map(|&s| s / count).collect();
+        let mut squares = vec![0.0f64; channels];
+        for (n, mean, block_squares) in &blocks {
+            for ((s, (&m, &q)), &overall) in squares
+                .iter_mut()
+                .zip(mean.iter().zip(block_squares))
+                .zip(&mean64)
+            {
+                let d = f64::from(m) - overall;
+                *s += f64::from(q) + *n as f64 * d * d;
+            }
+        }
+        let mean: Vec<f32> = mean64.iter().map(|&m| m as f32).collect();
+        let var: Vec<f32> = squares.iter().map(|&s| (s / count) as f32).collect();
         Self::from_statistics(mean, var, gamma, beta, epsilon)
     }
 

@@ -51,8 +51,17 @@ fn weight_matrix(weight: &[f32], g: &Geometry) -> Vec<f32> {
     matrix
 }
 
+/// The taps `kw0..kw1` of output column `ow` that fall inside the image, and the input column
+/// of tap `kw0`. Consecutive taps read consecutive input pixels, so with channels-last rows
+/// the taps of one kernel row are one contiguous run of the input (and of the column row).
+fn valid_taps(g: &Geometry, ow: usize) -> (usize, usize, usize) {
+    let kw0 = usize::from(ow * g.stride == 0);
+    let kw1 = (g.width + 1 - ow * g.stride).min(3);
+    (kw0, kw1.max(kw0), (ow * g.stride + kw0).saturating_sub(1))
+}
+
 /// The columns of images `images` (channels-last rows of `x`) into `columns`: one row per
-/// output pixel, column `(kh, kw, c)`, zeros in the padding.
+/// output pixel, column `(kh, kw, c)`, zeros in the padding; one copy per kernel row.
 fn gather(x: &[f32], g: &Geometry, images: std::ops::Range<usize>, columns: &mut [f32]) {
     let c = g.channels;
     let k = g.k();
@@ -62,14 +71,18 @@ fn gather(x: &[f32], g: &Geometry, images: std::ops::Range<usize>, columns: &mut
         for oh in 0..g.out_height() {
             for ow in 0..g.out_width() {
                 let Some(row) = rows.next() else { return };
-                for (tap, dst) in row.chunks_exact_mut(c).enumerate() {
-                    let (kh, kw) = (tap / 3, tap % 3);
-                    match (g.tap(oh, kh, g.height), g.tap(ow, kw, g.width)) {
-                        (Some(ih), Some(iw)) => {
-                            let at = (ih * g.width + iw) * c;
-                            dst.copy_from_slice(&image[at..at + c]);
+                let (kw0, kw1, iw0) = valid_taps(g, ow);
+                for (kh, run) in row.chunks_exact_mut(3 * c).enumerate() {
+                    match g.tap(oh, kh, g.height) {
+                        Some(ih) => {
+                            let (before, rest) = run.split_at_mut(kw0 * c);
+                            let (inside, after) = rest.split_at_mut((kw1 - kw0) * c);
+                            before.fill(0.0);
+                            after.fill(0.0);
+                            let at = (ih * g.width + iw0) * c;
+                            inside.copy_from_slice(&image[at..at + inside.len()]);
                         }
-                        _ => dst.fill(0.0),
+                        None => run.fill(0.0),
                     }
                 }
             }
@@ -214,13 +227,14 @@ pub(super) fn input_grad(grad: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32>
                             let Some(row) = column_rows.next() else {
                                 return;
                             };
-                            for (tap, src) in row.chunks_exact(c).enumerate() {
-                                let (kh, kw) = (tap / 3, tap % 3);
-                                if let (Some(ih), Some(iw)) =
-                                    (g.tap(oh, kh, g.height), g.tap(ow, kw, g.width))
-                                {
-                                    let at = (ih * g.width + iw) * c;
-                                    for (d, &s) in image[at..at + c].iter_mut().zip(src) {
+                            let (kw0, kw1, iw0) = valid_taps(g, ow);
+                            for (kh, run) in row.chunks_exact(3 * c).enumerate() {
+                                if let Some(ih) = g.tap(oh, kh, g.height) {
+                                    let inside = &run[kw0 * c..kw1 * c];
+                                    let at = (ih * g.width + iw0) * c;
+                                    for (d, &s) in
+                                        image[at..at + inside.len()].iter_mut().zip(inside)
+                                    {
                                         *d += s;
                                     }
                                 }
