@@ -13,7 +13,8 @@
 //! of the tile's own images) and for the weight's (the columns gathered again from the input,
 //! which the backward pass keeps instead of the columns).
 //!
-//! The weight's gradient is summed over fixed chunks of images ([`WEIGHT_CHUNKS`]), each in
+//! The weight's gradient is summed over chunks of images fixed by the shapes ([`WEIGHT_CHUNKS`]
+//! of them, of at least [`WEIGHT_CHUNK_MIN_ROWS`] output rows), each in
 //! order, the chunks added in order: the same numbers on any thread count. Values agree with
 //! burn's `conv2d` to float rounding (the tests below, and `tests/same_seed.rs`).
 
@@ -31,6 +32,9 @@ mod kernels;
 /// Chunks of images the weight's gradient is summed over: fixed, so that the sums do not
 /// depend on how many threads there are.
 pub const WEIGHT_CHUNKS: usize = 16;
+/// The fewest output rows a chunk of the weight's gradient holds: on small batches fewer,
+/// larger chunks (each chunk's partial sum is a whole weight-sized matrix to allocate and add).
+pub const WEIGHT_CHUNK_MIN_ROWS: usize = 512;
 
 /// A 3x3 convolution with padding 1 and no bias on channels-last rows, and its gradients.
 #[backend_extension(Flex, Autodiff)]

@@ -5,7 +5,7 @@
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use super::{Geometry, WEIGHT_CHUNKS};
+use super::{Geometry, WEIGHT_CHUNK_MIN_ROWS, WEIGHT_CHUNKS};
 
 /// Columns per tile: about 256 KiB of `f32`, so that a tile's columns stay in a core's L2.
 const TILE_FLOATS: usize = 64 * 1024;
@@ -248,13 +248,17 @@ pub(super) fn input_grad(grad: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32>
 }
 
 /// The gradient of the weight, `[out, in, 3, 3]`: `columns^T x grad` summed over the batch,
-/// by [`WEIGHT_CHUNKS`] fixed chunks of images (each chunk tile by tile in order, the chunks
+/// by chunks of images fixed by the shapes ([`WEIGHT_CHUNKS`], [`WEIGHT_CHUNK_MIN_ROWS`]) (each chunk tile by tile in order, the chunks
 /// added in order): the same sums on any number of threads.
 pub(super) fn weight_grad(x: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
     let (c_in, k, c_out) = (g.channels, g.k(), g.out);
     let per_tile = g.images_per_tile();
     let tile_rows = per_tile * g.out_pixels();
-    let chunk_images = g.batch.div_ceil(WEIGHT_CHUNKS).max(1);
+    let chunk_images = g
+        .batch
+        .div_ceil(WEIGHT_CHUNKS)
+        .max(WEIGHT_CHUNK_MIN_ROWS.div_ceil(g.out_pixels().max(1)))
+        .max(1);
     let chunks = g.batch.div_ceil(chunk_images);
     let partials: Vec<Vec<f32>> = (0..chunks)
         .into_par_iter()
