@@ -1,5 +1,6 @@
-//! 3x3 convolutions (padding 1) as one gather and one matrix product over the whole batch, for
-//! burn's flex CPU backend, with the activations channels-last between blocks.
+//! 3x3 convolutions (padding 1) over the whole batch for burn's flex CPU backend, with the
+//! activations channels-last between blocks: for `f32`, [`super::conv3x3`]'s tiled operation;
+//! for other types, one gather and one matrix product (below).
 //!
 //! flex's `conv2d` works image by image: per image and per tile of at most 512 output pixels
 //! an im2col buffer and a small GEMM (64 x 288 x 64 for the small CNN's second block), after a
@@ -70,16 +71,15 @@ fn index_tensor(index: &[usize], device: &Device) -> Tensor<1, Int> {
 
 /// `conv` (see [`supported`]) on an NCHW batch, the first block's input.
 ///
-/// The columns are gathered per image, column `(c, kh, kw)`: the order of the weight
-/// `[out, in, 3, 3]` flattened, so the weight needs no copy.
+/// For `f32` on flex: the images made channels-last (one copy), then the tiled operation of
+/// [`super::conv3x3`]. Otherwise the columns are gathered per image, column `(c, kh, kw)`: the
+/// order of the weight `[out, in, 3, 3]` flattened, so the weight needs no copy.
 ///
 /// # Shapes
 /// - `x`: `[N, C, H, W]`
 /// - output rows: `[N * H_out * W_out, out]`
 pub fn conv3x3_image(conv: &Conv2d, x: Tensor<4>) -> Rows {
     let [batch, channels, height, width] = x.dims();
-    let stride = conv.stride[0];
-    let (out_h, out_w) = (out_side(height, stride), out_side(width, stride));
     if x.dtype() == burn::tensor::DType::F32 && prefers_im2col(&x.device()) {
         // Channels-last first (one copy of the images), then the tiled convolution.
         let rows = x
@@ -95,6 +95,14 @@ pub fn conv3x3_image(conv: &Conv2d, x: Tensor<4>) -> Rows {
             },
         );
     }
+    conv3x3_image_gathered(conv, x)
+}
+
+/// [`conv3x3_image`] as one gather and one matrix product (types other than `f32`).
+fn conv3x3_image_gathered(conv: &Conv2d, x: Tensor<4>) -> Rows {
+    let [batch, channels, height, width] = x.dims();
+    let stride = conv.stride[0];
+    let (out_h, out_w) = (out_side(height, stride), out_side(width, stride));
     let pixels = channels * height * width;
     let device = x.device();
     // One zero column past each image stands for every padding position.
@@ -137,7 +145,8 @@ pub fn conv3x3_image(conv: &Conv2d, x: Tensor<4>) -> Rows {
 
 /// `conv` (see [`supported`]) on channels-last rows.
 ///
-/// The columns are gathered as whole rows, column `(kh, kw, c)`.
+/// For `f32` on flex, the tiled operation of [`super::conv3x3`]. Otherwise the columns are
+/// gathered as whole rows, column `(kh, kw, c)`, and multiplied in one product.
 ///
 /// # Shapes
 /// - `x.rows`: `[N * H * W, C]`
@@ -149,19 +158,39 @@ pub fn conv3x3_rows(conv: &Conv2d, x: Rows) -> Rows {
         height,
         width,
     } = x;
-    let [pixels, channels] = rows.dims();
     let stride = conv.stride[0];
-    let (out_h, out_w) = (out_side(height, stride), out_side(width, stride));
     if super::conv3x3::supported(&rows) {
         let rows =
             super::conv3x3::conv3x3_rows(rows, conv.weight.val(), batch, height, width, stride);
         return Rows {
             rows: with_bias(conv, rows),
             batch,
-            height: out_h,
-            width: out_w,
+            height: out_side(height, stride),
+            width: out_side(width, stride),
         };
     }
+    conv3x3_rows_gathered(
+        conv,
+        Rows {
+            rows,
+            batch,
+            height,
+            width,
+        },
+    )
+}
+
+/// [`conv3x3_rows`] as one gather and one matrix product (types other than `f32`).
+fn conv3x3_rows_gathered(conv: &Conv2d, x: Rows) -> Rows {
+    let Rows {
+        rows,
+        batch,
+        height,
+        width,
+    } = x;
+    let [pixels, channels] = rows.dims();
+    let stride = conv.stride[0];
+    let (out_h, out_w) = (out_side(height, stride), out_side(width, stride));
     let device = rows.device();
     // One zero row past the batch stands for every padding position.
     let padded = Tensor::cat(vec![rows, Tensor::zeros([1, channels], &device)], 0);
@@ -327,12 +356,21 @@ mod tests {
             assert!(supported(&first) && supported(&second));
             let x = Tensor::<4>::random([2, 3, side, side], Distribution::Default, &device);
             let reference = first.forward(x.clone());
-            let rows = conv3x3_image(&first, x);
-            assert!(max_abs_diff(to_nchw(rows.clone()), reference.clone()) < 1e-5);
-            let reference = second.forward(reference);
-            let rows = conv3x3_rows(&second, rows);
-            assert_eq!(rows.rows.dims()[0], 2 * rows.height * rows.width);
-            assert!(max_abs_diff(to_nchw(rows), reference) < 1e-5);
+            let reference_second = second.forward(reference.clone());
+            // The tiled operation (f32 on flex) and the gathered product.
+            type Image = fn(&Conv2d, Tensor<4>) -> Rows;
+            type RowsFn = fn(&Conv2d, Rows) -> Rows;
+            let paths: [(Image, RowsFn); 2] = [
+                (conv3x3_image, conv3x3_rows),
+                (conv3x3_image_gathered, conv3x3_rows_gathered),
+            ];
+            for (image, rows_fn) in paths {
+                let rows = image(&first, x.clone());
+                assert!(max_abs_diff(to_nchw(rows.clone()), reference.clone()) < 1e-5);
+                let rows = rows_fn(&second, rows);
+                assert_eq!(rows.rows.dims()[0], 2 * rows.height * rows.width);
+                assert!(max_abs_diff(to_nchw(rows), reference_second.clone()) < 1e-5);
+            }
         }
     }
 
@@ -353,15 +391,22 @@ mod tests {
         // A loss that weighs every output differently.
         let weights = Tensor::<4>::random([3, 4, 2, 2], Distribution::Default, &device);
         let reference = (second.forward(first.forward(x.clone())) * weights.clone()).sum();
-        let ours = to_nchw(conv3x3_rows(&second, conv3x3_image(&first, x)));
-        let ours = (ours * weights).sum();
-        let (g_ref, g_ours) = (reference.backward(), ours.backward());
-        for (conv, name) in [(&first, "first"), (&second, "second")] {
-            let (Some(a), Some(b)) = (conv.weight.grad(&g_ref), conv.weight.grad(&g_ours)) else {
-                panic!("{name}: no gradient");
-            };
-            let diff = (a - b).abs().max().into_scalar::<f32>();
-            assert!(diff < 1e-4, "{name}: {diff}");
+        let g_ref = reference.backward();
+        let tiled = to_nchw(conv3x3_rows(&second, conv3x3_image(&first, x.clone())));
+        let gathered = to_nchw(conv3x3_rows_gathered(
+            &second,
+            conv3x3_image_gathered(&first, x),
+        ));
+        for (ours, path) in [(tiled, "tiled"), (gathered, "gathered")] {
+            let g_ours = (ours * weights.clone()).sum().backward();
+            for (conv, name) in [(&first, "first"), (&second, "second")] {
+                let (Some(a), Some(b)) = (conv.weight.grad(&g_ref), conv.weight.grad(&g_ours))
+                else {
+                    panic!("{path} {name}: no gradient");
+                };
+                let diff = (a - b).abs().max().into_scalar::<f32>();
+                assert!(diff < 1e-4, "{path} {name}: {diff}");
+            }
         }
     }
 
