@@ -17,8 +17,9 @@ struct Cpu {
     ghz: Option<f64>,
     /// The vector kernels gemm and flex pick at run time.
     kernels: &'static str,
-    /// f32 lanes per vector of those kernels.
-    lanes: usize,
+    /// f32 lanes one FMA unit completes per cycle: the lanes of a vector of those kernels,
+    /// except where the vectors are wider than the units (AMD Zen 4 runs AVX-512 on 256-bit units), with the reason.
+    unit_lanes: (usize, Option<&'static str>),
 }
 
 fn read_cpu() -> Cpu {
@@ -39,11 +40,21 @@ fn read_cpu() -> Cpu {
             .map(|mhz| mhz / 1e3)
     });
     let (kernels, lanes) = vector_kernels();
+    // Zen 4 (family 25 with AVX-512; Zen 3, the same family, has none) splits each 512-bit
+    // operation over two 256-bit halves; Zen 5 (family 26) has full-width units.
+    let zen4 = field("vendor_id").as_deref() == Some("AuthenticAMD")
+        && field("cpu family").as_deref() == Some("25")
+        && lanes == 16;
+    let unit_lanes = if zen4 {
+        (8, Some("AVX-512 on 256-bit units: AMD Zen 4"))
+    } else {
+        (lanes, None)
+    };
     Cpu {
         model,
         ghz,
         kernels,
-        lanes,
+        unit_lanes,
     }
 }
 
@@ -189,7 +200,7 @@ pub fn run_profile(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Re
     let achieved = flops.map(|(total, _)| total / per_step / 1e9);
     let peak = cpu
         .ghz
-        .map(|ghz| ghz * (cpu.lanes * 2 * 2) as f64 * threads as f64);
+        .map(|ghz| ghz * (cpu.unit_lanes.0 * 2 * 2) as f64 * threads as f64);
     if let (Some((total, _)), Some(achieved)) = (flops, achieved) {
         println!(
             "work: {:.1} GFLOP per step (the layers' products: online forward, 2x it backward, target forward); achieved {achieved:.1} GFLOP/s",
@@ -198,9 +209,13 @@ pub fn run_profile(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Re
     }
     if let Some(peak) = peak {
         println!(
-            "peak estimate: {peak:.0} GFLOP/s ({threads} thread{} x {} f32 lanes x 2 (FMA) x 2 FMA units (assumed) x clock); {}",
+            "peak estimate: {peak:.0} GFLOP/s ({threads} thread{} x {} f32 lanes{} x 2 (FMA) x 2 FMA units (assumed) x clock); {}",
             if threads == 1 { "" } else { "s" },
-            cpu.lanes,
+            cpu.unit_lanes.0,
+            cpu.unit_lanes
+                .1
+                .map(|why| format!(" per unit ({why})"))
+                .unwrap_or_default(),
             achieved
                 .map(|a| format!("achieved {:.1}% of it", a / peak * 100.0))
                 .unwrap_or_default()
