@@ -194,7 +194,7 @@ pub fn run_profile(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Re
     }
 
     let phase_rows = print_phases(&phases, wall, steps);
-    let kind_rows = print_kinds(backend, &kinds, fused, wall, steps);
+    let kind_rows = print_kinds(backend, &kinds, &fused, wall, steps);
 
     let flops = step_flops(options);
     let achieved = flops.map(|(total, _)| total / per_step / 1e9);
@@ -260,7 +260,7 @@ fn print_phases(phases: &[(crate::profile::Phase, f64)], wall: f64, steps: usize
 fn print_kinds(
     backend: &Backend,
     kinds: &[(burn_flex::profile::Kind, f64, u64)],
-    fused: Vec<(crate::profile::Fused, f64, u64)>,
+    fused: &[(crate::profile::Fused, f64, u64)],
     wall: f64,
     steps: usize,
 ) -> Vec<Value> {

@@ -346,6 +346,9 @@ mod tests {
         (a - b).abs().max().into_scalar::<f32>()
     }
 
+    type ImageFn = fn(&Conv2d, Tensor<4>) -> Rows;
+    type RowsFn = fn(&Conv2d, Rows) -> Rows;
+
     #[test]
     fn matches_conv2d_on_images_and_rows() {
         let device = Device::flex();
@@ -358,9 +361,7 @@ mod tests {
             let reference = first.forward(x.clone());
             let reference_second = second.forward(reference.clone());
             // The tiled operation (f32 on flex) and the gathered product.
-            type Image = fn(&Conv2d, Tensor<4>) -> Rows;
-            type RowsFn = fn(&Conv2d, Rows) -> Rows;
-            let paths: [(Image, RowsFn); 2] = [
+            let paths: [(ImageFn, RowsFn); 2] = [
                 (conv3x3_image, conv3x3_rows),
                 (conv3x3_image_gathered, conv3x3_rows_gathered),
             ];

@@ -96,17 +96,22 @@ fn gather(x: &[f32], g: &Geometry, images: std::ops::Range<usize>, columns: &mut
 fn product(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
-    dst_strides: (isize, isize),
+    dst_strides: (usize, usize),
     lhs: &[f32],
-    lhs_strides: (isize, isize),
+    lhs_strides: (usize, usize),
     rhs: &[f32],
-    rhs_strides: (isize, isize),
+    rhs_strides: (usize, usize),
     accumulate: bool,
 ) {
     // The furthest element each operand's strides reach must lie in its slice.
-    let reach = |rows: usize, cols: usize, (cs, rs): (isize, isize)| {
-        (rows.saturating_sub(1) as isize * rs + cols.saturating_sub(1) as isize * cs) as usize
+    let reach = |rows: usize, cols: usize, (cs, rs): (usize, usize)| {
+        rows.saturating_sub(1)
+            .checked_mul(rs)
+            .zip(cols.saturating_sub(1).checked_mul(cs))
+            .and_then(|(a, b)| a.checked_add(b))
+            .unwrap_or(usize::MAX)
     };
+    let signed = |v: usize| isize::try_from(v).expect("conv3x3: a stride beyond isize");
     if m == 0 || n == 0 {
         return;
     }
@@ -134,15 +139,15 @@ fn product(
             n,
             k,
             dst.as_mut_ptr(),
-            dst_strides.0,
-            dst_strides.1,
+            signed(dst_strides.0),
+            signed(dst_strides.1),
             accumulate,
             lhs.as_ptr(),
-            lhs_strides.0,
-            lhs_strides.1,
+            signed(lhs_strides.0),
+            signed(lhs_strides.1),
             rhs.as_ptr(),
-            rhs_strides.0,
-            rhs_strides.1,
+            signed(rhs_strides.0),
+            signed(rhs_strides.1),
             1.0,
             1.0,
             false,
@@ -176,11 +181,11 @@ pub(super) fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
                 product(
                     (rows, c_out, k),
                     out_tile,
-                    (1, c_out as isize),
+                    (1, c_out),
                     columns,
-                    (1, k as isize),
+                    (1, k),
                     &matrix,
-                    (1, c_out as isize),
+                    (1, c_out),
                     false,
                 );
             },
@@ -212,11 +217,11 @@ pub(super) fn input_grad(grad: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32>
                 product(
                     (rows, k, c_out),
                     &mut columns[..rows * k],
-                    (1, k as isize),
+                    (1, k),
                     grad_tile,
-                    (1, c_out as isize),
+                    (1, c_out),
                     &matrix,
-                    (c_out as isize, 1),
+                    (c_out, 1),
                     false,
                 );
                 let mut column_rows = columns.chunks_exact(k);
@@ -275,11 +280,11 @@ pub(super) fn weight_grad(x: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
                 product(
                     (k, c_out, rows),
                     &mut sum,
-                    (1, c_out as isize),
+                    (1, c_out),
                     &columns,
-                    (k as isize, 1),
+                    (k, 1),
                     grad_tile,
-                    (1, c_out as isize),
+                    (1, c_out),
                     true,
                 );
                 first = last;
