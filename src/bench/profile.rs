@@ -18,7 +18,8 @@ struct Cpu {
     /// The vector kernels gemm and flex pick at run time.
     kernels: &'static str,
     /// f32 lanes one FMA unit completes per cycle: the lanes of a vector of those kernels,
-    /// except where the vectors are wider than the units (AMD Zen 4 runs AVX-512 on 256-bit units), with the reason.
+    /// except where the vectors are wider than the units (AMD Zen 4 runs AVX-512 on 256-bit
+    /// units), with the reason.
     unit_lanes: (usize, Option<&'static str>),
 }
 

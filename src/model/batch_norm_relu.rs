@@ -22,10 +22,12 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::{DType, Shape, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 use burn_flex::FlexTensor;
 
 mod kernels;
+
+use super::flex_slices::{f32_values, flex_tensor};
 
 use kernels::{Forward, backward};
 
@@ -124,24 +126,6 @@ pub fn batch_norm_relu_inference(
 /// Whether [`batch_norm_relu`] and [`batch_norm_relu_inference`] serve `x`: `f32` on flex.
 pub fn supported(x: &Tensor<2>) -> bool {
     x.dtype() == DType::F32 && super::im2col::prefers_im2col(&x.device())
-}
-
-/// A tensor's values in row-major order: borrowed when its layout is contiguous, else copied.
-pub(super) fn f32_values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match tensor.as_slice::<f32>() {
-        Some(values) => std::borrow::Cow::Borrowed(values),
-        None => std::borrow::Cow::Owned(
-            tensor
-                .clone()
-                .into_data()
-                .try_to_vec::<f32>()
-                .expect("batch_norm_relu takes f32 tensors (the caller checks `supported`)"),
-        ),
-    }
-}
-
-fn flex_tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 fn rows_and_channels(x: &FlexTensor) -> (usize, usize) {

@@ -24,10 +24,12 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 use burn_flex::FlexTensor;
 
 mod kernels;
+
+use super::flex_slices::{f32_values, flex_tensor};
 
 /// Chunks of images the weight's gradient is summed over: fixed, so that the sums do not
 /// depend on how many threads there are.
@@ -107,11 +109,11 @@ impl Geometry {
     }
 
     fn out_height(&self) -> usize {
-        (self.height.max(1) - 1) / self.stride + 1
+        super::im2col::out_side(self.height, self.stride)
     }
 
     fn out_width(&self) -> usize {
-        (self.width.max(1) - 1) / self.stride + 1
+        super::im2col::out_side(self.width, self.stride)
     }
 
     /// Checks that `x` holds this geometry's input rows.
@@ -160,14 +162,6 @@ pub fn supported(x: &Tensor<2>) -> bool {
     x.dtype() == DType::F32 && super::im2col::prefers_im2col(&x.device())
 }
 
-fn values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    super::batch_norm_relu::f32_values(tensor)
-}
-
-fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
-}
-
 impl Conv3x3Backend for Flex {
     fn conv3x3_rows(
         x: FlexTensor,
@@ -180,7 +174,7 @@ impl Conv3x3Backend for Flex {
         let _profile = crate::profile::fused(crate::profile::Fused::Conv3x3);
         let g = Geometry::new(&weight, batch, height, width, stride);
         g.check_input(&x);
-        let out = kernels::forward(&values(&x), &values(&weight), &g);
+        let out = kernels::forward(&f32_values(&x), &f32_values(&weight), &g);
         flex_tensor(out, vec![batch * g.out_height() * g.out_width(), g.out])
     }
 
@@ -195,7 +189,7 @@ impl Conv3x3Backend for Flex {
         let _profile = crate::profile::fused(crate::profile::Fused::Conv3x3);
         let g = Geometry::new(&weight, batch, height, width, stride);
         g.check_output(&grad);
-        let dx = kernels::input_grad(&values(&grad), &values(&weight), &g);
+        let dx = kernels::input_grad(&f32_values(&grad), &f32_values(&weight), &g);
         flex_tensor(dx, vec![batch * height * width, g.channels])
     }
 
@@ -221,7 +215,7 @@ impl Conv3x3Backend for Flex {
         };
         g.check_input(&x);
         g.check_output(&grad);
-        let dw = kernels::weight_grad(&values(&x), &values(&grad), &g);
+        let dw = kernels::weight_grad(&f32_values(&x), &f32_values(&grad), &g);
         flex_tensor(dw, vec![out, channels, 3, 3])
     }
 }
@@ -407,11 +401,7 @@ mod tests {
         let weight: Param<Tensor<4>> = layer.weight.clone();
         let x = Tensor::<4>::random([37, 16, 9, 9], Distribution::Default, &device).require_grad();
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .expect("a thread pool");
-            pool.install(|| {
+            crate::model::flex_slices::on_threads(threads, || {
                 let out = conv3x3_rows(to_rows(x.clone()), weight.val(), 37, 9, 9, 2);
                 let grads = (out.clone() * out.clone()).sum().backward();
                 let bits = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap_or_default();

@@ -49,13 +49,14 @@ pub struct Rows {
     pub width: usize,
 }
 
-/// The output side of a 3x3 convolution with padding 1.
-fn out_side(side: usize, stride: usize) -> usize {
-    (side - 1) / stride + 1
+/// The output side of a 3x3 convolution with padding 1 (also [`super::conv3x3`]'s).
+pub(super) fn out_side(side: usize, stride: usize) -> usize {
+    side.saturating_sub(1) / stride + 1
 }
 
-/// The input coordinate that tap `k` (0..3) of output `o` reads, `None` in the padding.
-fn tap(o: usize, k: usize, stride: usize, side: usize) -> Option<usize> {
+/// The input coordinate that tap `k` (0..3) of output `o` reads, `None` in the padding (also
+/// [`super::conv3x3`]'s).
+pub(super) fn tap(o: usize, k: usize, stride: usize, side: usize) -> Option<usize> {
     (o * stride + k).checked_sub(1).filter(|&i| i < side)
 }
 
@@ -69,77 +70,26 @@ fn index_tensor(index: &[usize], device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(index, [len]), device)
 }
 
-/// `conv` (see [`supported`]) on an NCHW batch, the first block's input.
-///
-/// For `f32` on flex: the images made channels-last (one copy), then the tiled operation of
-/// [`super::conv3x3`]. Otherwise the columns are gathered per image, column `(c, kh, kw)`: the
-/// order of the weight `[out, in, 3, 3]` flattened, so the weight needs no copy.
+/// `conv` (see [`supported`]) on an NCHW batch, the first block's input: the images made
+/// channels-last (one copy), then [`conv3x3_rows`].
 ///
 /// # Shapes
 /// - `x`: `[N, C, H, W]`
 /// - output rows: `[N * H_out * W_out, out]`
 pub fn conv3x3_image(conv: &Conv2d, x: Tensor<4>) -> Rows {
-    let [batch, channels, height, width] = x.dims();
-    if x.dtype() == burn::tensor::DType::F32 && prefers_im2col(&x.device()) {
-        // Channels-last first (one copy of the images), then the tiled convolution.
-        let rows = x
-            .permute([0, 2, 3, 1])
-            .reshape([batch * height * width, channels]);
-        return conv3x3_rows(
-            conv,
-            Rows {
-                rows,
-                batch,
-                height,
-                width,
-            },
-        );
-    }
-    conv3x3_image_gathered(conv, x)
+    conv3x3_rows(conv, channels_last(x))
 }
 
-/// [`conv3x3_image`] as one gather and one matrix product (types other than `f32`).
-fn conv3x3_image_gathered(conv: &Conv2d, x: Tensor<4>) -> Rows {
+/// `[N, C, H, W]` as channels-last rows.
+fn channels_last(x: Tensor<4>) -> Rows {
     let [batch, channels, height, width] = x.dims();
-    let stride = conv.stride[0];
-    let (out_h, out_w) = (out_side(height, stride), out_side(width, stride));
-    let pixels = channels * height * width;
-    let device = x.device();
-    // One zero column past each image stands for every padding position.
-    let padded = Tensor::cat(
-        vec![
-            x.reshape([batch, pixels]),
-            Tensor::zeros([batch, 1], &device),
-        ],
-        1,
-    );
-    let mut index = Vec::with_capacity(out_h * out_w * channels * 9);
-    for oh in 0..out_h {
-        for ow in 0..out_w {
-            for c in 0..channels {
-                for kh in 0..3 {
-                    for kw in 0..3 {
-                        let at = match (tap(oh, kh, stride, height), tap(ow, kw, stride, width)) {
-                            (Some(ih), Some(iw)) => c * height * width + ih * width + iw,
-                            _ => pixels,
-                        };
-                        index.push(at);
-                    }
-                }
-            }
-        }
-    }
-    let columns = padded
-        .select(1, index_tensor(&index, &device))
-        .reshape([batch * out_h * out_w, channels * 9]);
-    let weight = conv.weight.val();
-    let [out, input, _, _] = weight.dims();
-    let weight = weight.reshape([out, input * 9]).transpose();
     Rows {
-        rows: with_bias(conv, columns.matmul(weight)),
+        rows: x
+            .permute([0, 2, 3, 1])
+            .reshape([batch * height * width, channels]),
         batch,
-        height: out_h,
-        width: out_w,
+        height,
+        width,
     }
 }
 
@@ -346,7 +296,6 @@ mod tests {
         (a - b).abs().max().into_scalar::<f32>()
     }
 
-    type ImageFn = fn(&Conv2d, Tensor<4>) -> Rows;
     type RowsFn = fn(&Conv2d, Rows) -> Rows;
 
     #[test]
@@ -361,12 +310,9 @@ mod tests {
             let reference = first.forward(x.clone());
             let reference_second = second.forward(reference.clone());
             // The tiled operation (f32 on flex) and the gathered product.
-            let paths: [(ImageFn, RowsFn); 2] = [
-                (conv3x3_image, conv3x3_rows),
-                (conv3x3_image_gathered, conv3x3_rows_gathered),
-            ];
-            for (image, rows_fn) in paths {
-                let rows = image(&first, x.clone());
+            let paths: [RowsFn; 2] = [conv3x3_rows, conv3x3_rows_gathered];
+            for rows_fn in paths {
+                let rows = rows_fn(&first, channels_last(x.clone()));
                 assert!(max_abs_diff(to_nchw(rows.clone()), reference.clone()) < 1e-5);
                 let rows = rows_fn(&second, rows);
                 assert_eq!(rows.rows.dims()[0], 2 * rows.height * rows.width);
@@ -396,7 +342,7 @@ mod tests {
         let tiled = to_nchw(conv3x3_rows(&second, conv3x3_image(&first, x.clone())));
         let gathered = to_nchw(conv3x3_rows_gathered(
             &second,
-            conv3x3_image_gathered(&first, x),
+            conv3x3_rows_gathered(&first, channels_last(x)),
         ));
         for (ours, path) in [(tiled, "tiled"), (gathered, "gathered")] {
             let g_ours = (ours * weights.clone()).sum().backward();

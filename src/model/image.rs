@@ -125,9 +125,10 @@ impl SmallCnn {
         global_average(x)
     }
 
-    /// Through [`im2col`]'s gather and matrix product, channels-last between blocks: the path on
-    /// flex, where the whole `bench train` step takes 98 ms this way against 234 ms through
-    /// `conv2d` (2 cores).
+    /// Through [`im2col`] (for `f32`, the tiled convolution of `model::conv3x3`), channels-last
+    /// between blocks: the path on flex. Even as a plain gather and matrix product the whole
+    /// `bench train` step took 98 ms this way against 234 ms through `conv2d` (2 cores);
+    /// BENCHMARKS.md has the figures since.
     pub fn forward_im2col(&self, x: Tensor<4>) -> Tensor<2> {
         let Some((first, rest)) = self.blocks.split_first() else {
             return global_average(x);

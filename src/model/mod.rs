@@ -5,6 +5,7 @@
 
 pub mod batch_norm_relu;
 pub mod conv3x3;
+mod flex_slices;
 pub mod im2col;
 pub mod image;
 pub mod init;

@@ -237,11 +237,7 @@ mod tests {
         let gamma: Vec<f32> = (0..channels).map(|c| 0.5 + c as f32 / 10.0).collect();
         let beta: Vec<f32> = (0..channels).map(|c| c as f32 / 10.0 - 0.4).collect();
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .expect("a thread pool");
-            pool.install(|| {
+            crate::model::flex_slices::on_threads(threads, || {
                 let forward = Forward::from_batch(&x, channels, &gamma, &beta, 1e-5);
                 let out = forward.output(&x);
                 let (dx, dgamma, dbeta) = backward(

@@ -6,6 +6,7 @@ use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use super::{Geometry, WEIGHT_CHUNK_MIN_ROWS, WEIGHT_CHUNKS};
+use crate::model::im2col::tap;
 
 /// Columns per tile: about 256 KiB of `f32`, so that a tile's columns stay in a core's L2.
 const TILE_FLOATS: usize = 64 * 1024;
@@ -28,11 +29,6 @@ impl Geometry {
     fn images_per_tile(&self) -> usize {
         let rows = self.out_pixels().max(1);
         (TILE_FLOATS / self.k().max(1) / rows).max(1)
-    }
-
-    /// The input coordinate that tap `k` (0..3) of output `o` reads, `None` in the padding.
-    fn tap(&self, o: usize, k: usize, side: usize) -> Option<usize> {
-        (o * self.stride + k).checked_sub(1).filter(|&i| i < side)
     }
 }
 
@@ -73,7 +69,7 @@ fn gather(x: &[f32], g: &Geometry, images: std::ops::Range<usize>, columns: &mut
                 let Some(row) = rows.next() else { return };
                 let (kw0, kw1, iw0) = valid_taps(g, ow);
                 for (kh, run) in row.chunks_exact_mut(3 * c).enumerate() {
-                    match g.tap(oh, kh, g.height) {
+                    match tap(oh, kh, g.stride, g.height) {
                         Some(ih) => {
                             let (before, rest) = run.split_at_mut(kw0 * c);
                             let (inside, after) = rest.split_at_mut((kw1 - kw0) * c);
@@ -234,7 +230,7 @@ pub(super) fn input_grad(grad: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32>
                             };
                             let (kw0, kw1, iw0) = valid_taps(g, ow);
                             for (kh, run) in row.chunks_exact(3 * c).enumerate() {
-                                if let Some(ih) = g.tap(oh, kh, g.height) {
+                                if let Some(ih) = tap(oh, kh, g.stride, g.height) {
                                     let inside = &run[kw0 * c..kw1 * c];
                                     let at = (ih * g.width + iw0) * c;
                                     for (d, &s) in
@@ -253,8 +249,9 @@ pub(super) fn input_grad(grad: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32>
 }
 
 /// The gradient of the weight, `[out, in, 3, 3]`: `columns^T x grad` summed over the batch,
-/// by chunks of images fixed by the shapes ([`WEIGHT_CHUNKS`], [`WEIGHT_CHUNK_MIN_ROWS`]) (each chunk tile by tile in order, the chunks
-/// added in order): the same sums on any number of threads.
+/// by chunks of images fixed by the shapes ([`WEIGHT_CHUNKS`], [`WEIGHT_CHUNK_MIN_ROWS`]), each
+/// chunk tile by tile in order, the chunks added in order: the same sums on any number of
+/// threads.
 pub(super) fn weight_grad(x: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
     let (c_in, k, c_out) = (g.channels, g.k(), g.out);
     let per_tile = g.images_per_tile();
