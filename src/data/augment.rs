@@ -85,12 +85,6 @@ struct Planes {
     data: Vec<f32>,
 }
 
-impl Planes {
-    fn at(&self, c: usize, y: usize, x: usize) -> f32 {
-        self.data[(c * self.side + y) * self.side + x]
-    }
-}
-
 /// Random resized crop of `image` into `side x side` planes, bilinear.
 fn crop_resize(
     image: &[u8],
@@ -116,31 +110,45 @@ fn crop_resize(
         }
     }
     let (x0, y0, cw, ch) = crop;
-    let mut data = vec![0.0f32; c * side * side];
-    let sample = |y: f32, x: f32, channel: usize| {
-        let x = x.clamp(0.0, w - 1.0);
-        let y = y.clamp(0.0, h - 1.0);
-        let (xf, yf) = (x.floor(), y.floor());
-        let (xi, yi) = (xf as usize, yf as usize);
-        let (x1, y1) = (
-            (xi + 1).min(shape.width - 1),
-            (yi + 1).min(shape.height - 1),
-        );
-        let (dx, dy) = (x - xf, y - yf);
-        let px = |yy: usize, xx: usize| f32::from(image[(yy * shape.width + xx) * c + channel]);
-        let top = px(yi, xi) * (1.0 - dx) + px(yi, x1) * dx;
-        let bottom = px(y1, xi) * (1.0 - dx) + px(y1, x1) * dx;
-        (top * (1.0 - dy) + bottom * dy) / 255.0
+    // Pixel centres of the output map onto the crop: the two source columns (rows) of each
+    // output column (row) and the weight of the second, computed once per axis.
+    let taps = |start: f32, extent: f32, limit: usize| -> Vec<(usize, usize, f32)> {
+        (0..side)
+            .map(|o| {
+                let s = start + (o as f32 + 0.5) * extent / side as f32 - 0.5;
+                let s = s.clamp(0.0, limit as f32 - 1.0);
+                // `s >= 0`, so truncation is the floor.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let i = s as usize;
+                (i, (i + 1).min(limit - 1), s - i as f32)
+            })
+            .collect()
     };
-    for oy in 0..side {
-        // Pixel centres of the output map onto the crop.
-        let sy = y0 + (oy as f32 + 0.5) * ch / side as f32 - 0.5;
-        for ox in 0..side {
-            let sx = x0 + (ox as f32 + 0.5) * cw / side as f32 - 0.5;
+    let columns = taps(x0, cw, shape.width);
+    let rows = taps(y0, ch, shape.height);
+    let row_len = shape.width * c;
+    let mut data = vec![0.0f32; c * side * side];
+    for (oy, &(yi, y1, dy)) in rows.iter().enumerate() {
+        let top_row = &image[yi * row_len..(yi + 1) * row_len];
+        let bottom_row = &image[y1 * row_len..(y1 + 1) * row_len];
+        for (ox, &(xi, x1, dx)) in columns.iter().enumerate() {
+            let corners = [
+                &top_row[xi * c..(xi + 1) * c],
+                &top_row[x1 * c..(x1 + 1) * c],
+                &bottom_row[xi * c..(xi + 1) * c],
+                &bottom_row[x1 * c..(x1 + 1) * c],
+            ];
             for channel in 0..c {
-                data[(channel * side + oy) * side + ox] = sample(sy, sx, channel);
+                let px = |corner: usize| f32::from(corners[corner][channel]);
+                let top = px(0) * (1.0 - dx) + px(1) * dx;
+                let bottom = px(2) * (1.0 - dx) + px(3) * dx;
+                data[(channel * side + oy) * side + ox] = top * (1.0 - dy) + bottom * dy;
             }
         }
+    }
+    // Apart from the loop above so that it runs on vectors (the same quotients).
+    for value in &mut data {
+        *value /= 255.0;
     }
     Planes {
         channels: c,
@@ -206,6 +214,20 @@ fn saturation(planes: &mut Planes, factor: f32) {
     }
 }
 
+/// `turns.rem_euclid(1.0)`, the same value, without `fmod` for the hues `hue` makes (a hue
+/// in [0, 1] shifted by at most half a turn).
+fn wrap_turn(turns: f32) -> f32 {
+    if (0.0..1.0).contains(&turns) {
+        turns
+    } else if (1.0..2.0).contains(&turns) {
+        turns - 1.0
+    } else if -1.0 < turns && turns < 0.0 {
+        turns + 1.0
+    } else {
+        turns.rem_euclid(1.0)
+    }
+}
+
 /// Rotates hue by `shift` turns (in [-0.5, 0.5]) through HSV.
 fn hue(planes: &mut Planes, shift: f32) {
     if planes.channels != 3 {
@@ -225,19 +247,23 @@ fn hue(planes: &mut Planes, shift: f32) {
             continue;
         }
         let h = if max == r {
-            ((g - b) / delta).rem_euclid(6.0)
+            // In [-1, 1]: `rem_euclid(6.0)` without `fmod`.
+            let h = (g - b) / delta;
+            if h < 0.0 { h + 6.0 } else { h }
         } else if max == g {
             (b - r) / delta + 2.0
         } else {
             (r - g) / delta + 4.0
         } / 6.0;
-        let h = (h + shift).rem_euclid(1.0) * 6.0;
+        let h = wrap_turn(h + shift) * 6.0;
         let s = delta / max;
         let v = max;
-        let sector = h.floor();
-        let f = h - sector;
+        // `h` is in [0, 6]: truncation is the floor.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let sector = h as u32;
+        let f = h - sector as f32;
         let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
-        let (r, g, b) = match sector as u32 {
+        let (r, g, b) = match sector {
             0 => (v, t, p),
             1 => (q, v, p),
             2 => (p, v, t),
@@ -352,12 +378,7 @@ pub fn augment_view(
     if rng.random_bool(f64::from(cycled(&config.solarize_prob).clamp(0.0, 1.0))) {
         solarize(&mut planes);
     }
-    let plane = side * side;
-    for c in 0..planes.channels {
-        for i in 0..plane {
-            out[c * plane + i] = (planes.data[c * plane + i] - mean[c]) / std[c];
-        }
-    }
+    normalise(&planes, mean, std, out);
 }
 
 /// The image without augmentation (resized to `side`, normalised), CHW into `out`: what
@@ -378,10 +399,19 @@ pub fn plain_view(
     // A full-size crop draws nothing that changes the pixels; the generator is only a formality.
     let mut rng = crate::seed::rng(0, crate::seed::Stream::Views);
     let planes = crop_resize(image, shape, side, &config, &mut rng);
-    let plane = side * side;
-    for c in 0..planes.channels {
-        for i in 0..plane {
-            out[c * plane + i] = (planes.at(c, i / side, i % side) - mean[c]) / std[c];
+    normalise(&planes, mean, std, out);
+}
+
+/// `(value - mean) / std` per channel of `planes` into `out`.
+fn normalise(planes: &Planes, mean: &[f32], std: &[f32], out: &mut [f32]) {
+    let plane = planes.side * planes.side;
+    let channels = planes
+        .data
+        .chunks_exact(plane)
+        .zip(out.chunks_exact_mut(plane));
+    for ((values, out), (&mean, &std)) in channels.zip(mean.iter().zip(std)) {
+        for (o, &v) in out.iter_mut().zip(values) {
+            *o = (v - mean) / std;
         }
     }
 }

@@ -56,33 +56,79 @@ fn valid_taps(g: &Geometry, ow: usize) -> (usize, usize, usize) {
     (kw0, kw1.max(kw0), (ow * g.stride + kw0).saturating_sub(1))
 }
 
-/// The columns of images `images` (channels-last rows of `x`) into `columns`: one row per
-/// output pixel, column `(kh, kw, c)`, zeros in the padding; one copy per kernel row.
-fn gather(x: &[f32], g: &Geometry, images: std::ops::Range<usize>, columns: &mut [f32]) {
-    let c = g.channels;
-    let k = g.k();
-    let mut rows = columns.chunks_exact_mut(k);
-    for n in images {
-        let image = &x[n * g.in_pixels() * c..(n + 1) * g.in_pixels() * c];
-        for oh in 0..g.out_height() {
-            for ow in 0..g.out_width() {
-                let Some(row) = rows.next() else { return };
-                let (kw0, kw1, iw0) = valid_taps(g, ow);
-                for (kh, run) in row.chunks_exact_mut(3 * c).enumerate() {
-                    match tap(oh, kh, g.stride, g.height) {
-                        Some(ih) => {
-                            let (before, rest) = run.split_at_mut(kw0 * c);
-                            let (inside, after) = rest.split_at_mut((kw1 - kw0) * c);
-                            before.fill(0.0);
-                            after.fill(0.0);
-                            let at = (ih * g.width + iw0) * c;
-                            inside.copy_from_slice(&image[at..at + inside.len()]);
-                        }
-                        None => run.fill(0.0),
-                    }
+/// One contiguous run of an image's columns: `len` floats at `column` (from the image's first
+/// column row) are the input's at `pixel` (from the image's first input value).
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    column: usize,
+    pixel: usize,
+    len: usize,
+}
+
+/// The runs of one image's columns, the same for every image: one per kernel row of each
+/// output pixel that is not all padding, in the order of the columns. What no run covers is
+/// padding, zero.
+fn runs(g: &Geometry) -> Vec<Run> {
+    let (c, k) = (g.channels, g.k());
+    let mut runs = Vec::with_capacity(3 * g.out_pixels());
+    for oh in 0..g.out_height() {
+        for ow in 0..g.out_width() {
+            let (kw0, kw1, iw0) = valid_taps(g, ow);
+            let row = (oh * g.out_width() + ow) * k;
+            for kh in 0..3 {
+                if let Some(ih) = tap(oh, kh, g.stride, g.height)
+                    && kw1 > kw0
+                {
+                    runs.push(Run {
+                        column: row + (kh * 3 + kw0) * c,
+                        pixel: (ih * g.width + iw0) * c,
+                        len: (kw1 - kw0) * c,
+                    });
                 }
             }
         }
+    }
+    runs
+}
+
+/// The columns of images `images` (channels-last rows of `x`) into `columns`: one row per
+/// output pixel, column `(kh, kw, c)`; one copy per run. The padding is left as it is:
+/// `columns` holds zeros there, written when it was made (every tile puts its images at the
+/// same places, so the runs of one never land on the padding of another).
+fn gather(
+    x: &[f32],
+    g: &Geometry,
+    runs: &[Run],
+    images: std::ops::Range<usize>,
+    columns: &mut [f32],
+) {
+    let image_len = g.in_pixels() * g.channels;
+    let columns_len = g.out_pixels() * g.k();
+    for (n, image_columns) in images.zip(columns.chunks_exact_mut(columns_len)) {
+        let image = &x[n * image_len..(n + 1) * image_len];
+        for run in runs {
+            copy(
+                &mut image_columns[run.column..run.column + run.len],
+                &image[run.pixel..run.pixel + run.len],
+            );
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)` inline: the runs copied are short (9 to a few hundred floats), and
+/// a call to `memmove` per run cost more than the copy.
+#[inline]
+fn copy(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len(), "conv3x3: copy of unequal runs");
+    let mut d = dst.chunks_exact_mut(16);
+    let mut s = src.chunks_exact(16);
+    for (d, s) in d.by_ref().zip(s.by_ref()) {
+        let d: &mut [f32; 16] = d.try_into().expect("chunks of 16");
+        let s: &[f32; 16] = s.try_into().expect("chunks of 16");
+        *d = *s;
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
     }
 }
 
@@ -158,6 +204,7 @@ fn product(
 /// out]`.
 pub(super) fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
     let matrix = weight_matrix(weight, g);
+    let runs = runs(g);
     let (k, c_out) = (g.k(), g.out);
     let per_tile = g.images_per_tile();
     let tile_rows = per_tile * g.out_pixels();
@@ -173,7 +220,7 @@ pub(super) fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
                 let first = tile * per_tile;
                 let images = first..(first + per_tile).min(g.batch);
                 let rows = images.len() * g.out_pixels();
-                gather(x, g, images, &mut columns[..rows * k]);
+                gather(x, g, &runs, images, &mut columns[..rows * k]);
                 product(
                     (rows, c_out, k),
                     out_tile,
@@ -262,6 +309,7 @@ pub(super) fn weight_grad(x: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
         .max(WEIGHT_CHUNK_MIN_ROWS.div_ceil(g.out_pixels().max(1)))
         .max(1);
     let chunks = g.batch.div_ceil(chunk_images);
+    let runs = runs(g);
     let partials: Vec<Vec<f32>> = (0..chunks)
         .into_par_iter()
         .map(|chunk| {
@@ -272,7 +320,7 @@ pub(super) fn weight_grad(x: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
             while first < end {
                 let last = (first + per_tile).min(end);
                 let rows = (last - first) * g.out_pixels();
-                gather(x, g, first..last, &mut columns[..rows * k]);
+                gather(x, g, &runs, first..last, &mut columns[..rows * k]);
                 let grad_tile = &grad[first * g.out_pixels() * c_out..][..rows * c_out];
                 product(
                     (k, c_out, rows),
