@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use super::BLOCK_ROWS;
+use crate::model::flex_slices::vectorized;
 
 /// Column sums of `f(row)` over `values` (rows of `channels`), block by block: each block of
 /// [`BLOCK_ROWS`] rows summed in `f32` in row order, the blocks added in order in `f64`.
@@ -18,7 +19,10 @@ where
             let start = block * BLOCK_ROWS;
             let range = start..(start + BLOCK_ROWS).min(rows);
             let mut sums = vec![vec![0.0f32; channels]; 2];
-            per_block(range, &mut sums);
+            vectorized(
+                #[inline(always)]
+                || per_block(range, &mut sums),
+            );
             sums
         })
         .collect::<Vec<_>>()
@@ -62,24 +66,29 @@ impl Forward {
         let blocks: Vec<(usize, Vec<f32>, Vec<f32>)> = x
             .par_chunks(BLOCK_ROWS * channels.max(1))
             .map(|block| {
-                let n = block.len() / channels.max(1);
-                let mut mean = vec![0.0f32; channels];
-                for row in block.chunks_exact(channels) {
-                    for (s, &v) in mean.iter_mut().zip(row) {
-                        *s += v;
-                    }
-                }
-                for m in &mut mean {
-                    *m /= n.max(1) as f32;
-                }
-                let mut squares = vec![0.0f32; channels];
-                for row in block.chunks_exact(channels) {
-                    for ((s, &v), &m) in squares.iter_mut().zip(row).zip(&mean) {
-                        let d = v - m;
-                        *s += d * d;
-                    }
-                }
-                (n, mean, squares)
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let n = block.len() / channels.max(1);
+                        let mut mean = vec![0.0f32; channels];
+                        for row in block.chunks_exact(channels) {
+                            for (s, &v) in mean.iter_mut().zip(row) {
+                                *s += v;
+                            }
+                        }
+                        for m in &mut mean {
+                            *m /= n.max(1) as f32;
+                        }
+                        let mut squares = vec![0.0f32; channels];
+                        for row in block.chunks_exact(channels) {
+                            for ((s, &v), &m) in squares.iter_mut().zip(row).zip(&mean) {
+                                let d = v - m;
+                                *s += d * d;
+                            }
+                        }
+                        (n, mean, squares)
+                    },
+                )
             })
             .collect();
         let mut sums = vec![0.0f64; channels];
@@ -133,13 +142,20 @@ impl Forward {
         out.par_chunks_mut(BLOCK_ROWS * channels)
             .zip(x.par_chunks(BLOCK_ROWS * channels))
             .for_each(|(out, x)| {
-                let per_channel = self.mean.iter().zip(&self.scale).zip(&self.beta);
-                for (out, x) in out.chunks_exact_mut(channels).zip(x.chunks_exact(channels)) {
-                    for ((o, &v), ((&m, &s), &b)) in out.iter_mut().zip(x).zip(per_channel.clone())
-                    {
-                        *o = ((v - m) * s + b).max(0.0);
-                    }
-                }
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let per_channel = self.mean.iter().zip(&self.scale).zip(&self.beta);
+                        for (out, x) in out.chunks_exact_mut(channels).zip(x.chunks_exact(channels))
+                        {
+                            for ((o, &v), ((&m, &s), &b)) in
+                                out.iter_mut().zip(x).zip(per_channel.clone())
+                            {
+                                *o = ((v - m) * s + b).max(0.0);
+                            }
+                        }
+                    },
+                );
             });
         out
     }
@@ -165,28 +181,33 @@ pub(super) fn backward(
         .map(|&v| (1.0 / (f64::from(v) + epsilon).sqrt()) as f32)
         .collect();
     let span = |range: &std::ops::Range<usize>| range.start * channels..range.end * channels;
-    let sums = column_sums(rows, channels, |range, sums| {
-        let span = span(&range);
-        let rows = x[span.clone()]
-            .chunks_exact(channels)
-            .zip(out[span.clone()].chunks_exact(channels))
-            .zip(grad[span].chunks_exact(channels));
-        let [sum_g, sum_gx] = sums else {
-            unreachable!("column_sums hands two rows of sums")
-        };
-        let per_channel = mean.iter().zip(&inv_std);
-        for ((x, out), grad) in rows {
-            let sums = sum_g.iter_mut().zip(sum_gx.iter_mut());
-            let values = x.iter().zip(out).zip(grad);
-            for ((sum_g, sum_gx), (((&v, &o), &g), (&m, &s))) in
-                sums.zip(values.zip(per_channel.clone()))
-            {
-                let g = if o > 0.0 { g } else { 0.0 };
-                *sum_g += g;
-                *sum_gx += g * ((v - m) * s);
+    let sums = column_sums(
+        rows,
+        channels,
+        #[inline(always)]
+        |range, sums| {
+            let span = span(&range);
+            let rows = x[span.clone()]
+                .chunks_exact(channels)
+                .zip(out[span.clone()].chunks_exact(channels))
+                .zip(grad[span].chunks_exact(channels));
+            let [sum_g, sum_gx] = sums else {
+                unreachable!("column_sums hands two rows of sums")
+            };
+            let per_channel = mean.iter().zip(&inv_std);
+            for ((x, out), grad) in rows {
+                let sums = sum_g.iter_mut().zip(sum_gx.iter_mut());
+                let values = x.iter().zip(out).zip(grad);
+                for ((sum_g, sum_gx), (((&v, &o), &g), (&m, &s))) in
+                    sums.zip(values.zip(per_channel.clone()))
+                {
+                    let g = if o > 0.0 { g } else { 0.0 };
+                    *sum_g += g;
+                    *sum_gx += g * ((v - m) * s);
+                }
             }
-        }
-    });
+        },
+    );
     let dbeta: Vec<f32> = sums[0].iter().map(|&s| s as f32).collect();
     let dgamma: Vec<f32> = sums[1].iter().map(|&s| s as f32).collect();
     // dx = gamma * inv_std * (g - dbeta / rows - x_hat * dgamma / rows)
@@ -199,24 +220,29 @@ pub(super) fn backward(
         .zip(x.par_chunks(block))
         .zip(out.par_chunks(block).zip(grad.par_chunks(block)))
         .for_each(|((dx, x), (out, grad))| {
-            let rows = dx
-                .chunks_exact_mut(channels)
-                .zip(x.chunks_exact(channels))
-                .zip(out.chunks_exact(channels).zip(grad.chunks_exact(channels)));
-            let per_channel = mean
-                .iter()
-                .zip(&inv_std)
-                .zip(factor.iter().zip(mean_g.iter().zip(&mean_gx)));
-            for ((dx, x), (out, grad)) in rows {
-                let values = dx.iter_mut().zip(x).zip(out.iter().zip(grad));
-                for (((d, &v), (&o, &g)), ((&m, &s), (&f, (&mg, &mgx)))) in
-                    values.zip(per_channel.clone())
-                {
-                    let g = if o > 0.0 { g } else { 0.0 };
-                    let x_hat = (v - m) * s;
-                    *d = f * (g - mg - x_hat * mgx);
-                }
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    let rows = dx
+                        .chunks_exact_mut(channels)
+                        .zip(x.chunks_exact(channels))
+                        .zip(out.chunks_exact(channels).zip(grad.chunks_exact(channels)));
+                    let per_channel = mean
+                        .iter()
+                        .zip(&inv_std)
+                        .zip(factor.iter().zip(mean_g.iter().zip(&mean_gx)));
+                    for ((dx, x), (out, grad)) in rows {
+                        let values = dx.iter_mut().zip(x).zip(out.iter().zip(grad));
+                        for (((d, &v), (&o, &g)), ((&m, &s), (&f, (&mg, &mgx)))) in
+                            values.zip(per_channel.clone())
+                        {
+                            let g = if o > 0.0 { g } else { 0.0 };
+                            let x_hat = (v - m) * s;
+                            *d = f * (g - mg - x_hat * mgx);
+                        }
+                    }
+                },
+            );
         });
     (dx, dgamma, dbeta)
 }

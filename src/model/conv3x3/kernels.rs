@@ -115,6 +115,25 @@ fn gather(
     }
 }
 
+/// The columns' gradient of `images` whole images (`columns`, as [`gather`] lays them out)
+/// added back to the pixels they were gathered from (`dx`, those images' rows), run by run in
+/// order.
+fn scatter_add(g: &Geometry, runs: &[Run], images: usize, columns: &[f32], dx: &mut [f32]) {
+    let image_len = g.in_pixels() * g.channels;
+    let columns_len = g.out_pixels() * g.k();
+    let pairs = dx
+        .chunks_exact_mut(image_len)
+        .zip(columns.chunks_exact(columns_len));
+    for (image, image_columns) in pairs.take(images) {
+        for run in runs {
+            let src = &image_columns[run.column..run.column + run.len];
+            for (d, &s) in image[run.pixel..run.pixel + run.len].iter_mut().zip(src) {
+                *d += s;
+            }
+        }
+    }
+}
+
 /// `dst.copy_from_slice(src)` inline: the runs copied are short (9 to a few hundred floats), and
 /// a call to `memmove` per run cost more than the copy.
 #[inline]
@@ -241,6 +260,7 @@ pub(super) fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
 /// cache) added back to the pixels they were gathered from, in a fixed order.
 pub(super) fn input_grad(grad: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
     let matrix = weight_matrix(weight, g);
+    let runs = runs(g);
     let (c, k, c_out) = (g.channels, g.k(), g.out);
     let per_tile = g.images_per_tile();
     let tile_rows = per_tile * g.out_pixels();
@@ -267,29 +287,7 @@ pub(super) fn input_grad(grad: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32>
                     (c_out, 1),
                     false,
                 );
-                let mut column_rows = columns.chunks_exact(k);
-                for n in 0..images {
-                    let image = &mut dx_tile[n * g.in_pixels() * c..(n + 1) * g.in_pixels() * c];
-                    for oh in 0..g.out_height() {
-                        for ow in 0..g.out_width() {
-                            let Some(row) = column_rows.next() else {
-                                return;
-                            };
-                            let (kw0, kw1, iw0) = valid_taps(g, ow);
-                            for (kh, run) in row.chunks_exact(3 * c).enumerate() {
-                                if let Some(ih) = tap(oh, kh, g.stride, g.height) {
-                                    let inside = &run[kw0 * c..kw1 * c];
-                                    let at = (ih * g.width + iw0) * c;
-                                    for (d, &s) in
-                                        image[at..at + inside.len()].iter_mut().zip(inside)
-                                    {
-                                        *d += s;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+                scatter_add(g, &runs, images, &columns[..rows * k], dx_tile);
             },
         );
     dx
