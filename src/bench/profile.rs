@@ -222,6 +222,14 @@ pub fn run_profile(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Re
                 .unwrap_or_default()
         );
     }
+    let in_cache = gemm_in_cache_gflops(threads);
+    println!(
+        "measured: {in_cache:.0} GFLOP/s from gemm on {GEMM_SIDE}^3 products that stay in cache ({threads} thread{}, each with its own matrices, {GEMM_SECS} s: the estimate above takes the clock the kernel reports, which can be below the one cores run at){}",
+        if threads == 1 { "" } else { "s" },
+        achieved
+            .map(|a| format!("; the step achieved {:.1}% of it", a / in_cache * 100.0))
+            .unwrap_or_default()
+    );
     Ok(json!({
         "cpu": cpu.model, "vector_kernels": cpu.kernels, "clock_ghz": cpu.ghz,
         "threads": threads, "threads_busy": busy,
@@ -229,7 +237,42 @@ pub fn run_profile(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Re
         "phases": phase_rows, "kinds": kind_rows,
         "gflop_per_step": flops.map(|(t, _)| t / 1e9),
         "achieved_gflops": achieved, "peak_gflops_estimate": peak,
+        "gemm_in_cache_gflops": in_cache,
     }))
+}
+
+/// The side of [`gemm_in_cache_gflops`]'s square products: three 256 KiB matrices, in a
+/// core's L2.
+const GEMM_SIDE: usize = 256;
+/// How long [`gemm_in_cache_gflops`] multiplies.
+const GEMM_SECS: f64 = 0.3;
+
+/// GFLOP/s of `threads` threads each multiplying its own [`GEMM_SIDE`]-square `f32` matrices
+/// with gemm (the crate behind flex's and the convolution's products) for [`GEMM_SECS`]: what
+/// this machine's products reach when memory is not in the way. A measured reference beside
+/// the clock-based estimate, which depends on a clock the kernel may under-report.
+fn gemm_in_cache_gflops(threads: usize) -> f64 {
+    use rayon::prelude::*;
+    let n = GEMM_SIDE;
+    let start = Instant::now();
+    let products: usize = (0..threads.max(1))
+        .into_par_iter()
+        .map(|_| {
+            let lhs = vec![0.5f32; n * n];
+            let rhs = vec![0.25f32; n * n];
+            let mut dst = vec![0.0f32; n * n];
+            let mut count = 0;
+            let begin = Instant::now();
+            while begin.elapsed().as_secs_f64() < GEMM_SECS {
+                crate::model::conv3x3::square_product(n, &mut dst, &lhs, &rhs);
+                count += 1;
+            }
+            std::hint::black_box(&dst);
+            count
+        })
+        .sum();
+    let secs = start.elapsed().as_secs_f64();
+    2.0 * (n * n * n * products) as f64 / secs / 1e9
 }
 
 /// Prints the phases of the step; their JSON rows.

@@ -157,6 +157,12 @@ pub fn conv3x3_rows(
     ))
 }
 
+/// `dst = lhs * rhs` for row-major `n x n` matrices, on the calling thread, by the product
+/// the kernels use: `bench train --profile` measures with it what products reach in cache.
+pub(crate) fn square_product(n: usize, dst: &mut [f32], lhs: &[f32], rhs: &[f32]) {
+    kernels::product((n, n, n), dst, (1, n), lhs, (1, n), rhs, (1, n), false);
+}
+
 /// Whether [`conv3x3_rows`] serves `x`: `f32` on flex.
 pub fn supported(x: &Tensor<2>) -> bool {
     x.dtype() == DType::F32 && super::im2col::prefers_im2col(&x.device())
@@ -392,6 +398,21 @@ mod tests {
         let grads = out.sum().backward();
         assert!(x.grad(&grads).is_none());
         assert!(layer.weight.grad(&grads).is_some());
+    }
+
+    #[test]
+    fn square_product_is_the_matrix_product() {
+        let n = 5;
+        let lhs: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 - 3.0).collect();
+        let rhs: Vec<f32> = (0..n * n).map(|i| (i % 4) as f32 * 0.5).collect();
+        let mut dst = vec![f32::NAN; n * n];
+        square_product(n, &mut dst, &lhs, &rhs);
+        for i in 0..n {
+            for j in 0..n {
+                let expected: f32 = (0..n).map(|k| lhs[i * n + k] * rhs[k * n + j]).sum();
+                assert!((dst[i * n + j] - expected).abs() < 1e-5, "({i}, {j})");
+            }
+        }
     }
 
     #[test]

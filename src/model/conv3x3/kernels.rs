@@ -6,6 +6,7 @@ use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use super::{Geometry, WEIGHT_CHUNK_MIN_ROWS, WEIGHT_CHUNKS};
+use crate::model::flex_slices::vectorized;
 use crate::model::im2col::tap;
 
 /// Columns per tile: about 256 KiB of `f32`, so that a tile's columns stay in a core's L2.
@@ -104,15 +105,20 @@ fn gather(
 ) {
     let image_len = g.in_pixels() * g.channels;
     let columns_len = g.out_pixels() * g.k();
-    for (n, image_columns) in images.zip(columns.chunks_exact_mut(columns_len)) {
-        let image = &x[n * image_len..(n + 1) * image_len];
-        for run in runs {
-            copy(
-                &mut image_columns[run.column..run.column + run.len],
-                &image[run.pixel..run.pixel + run.len],
-            );
-        }
-    }
+    vectorized(
+        #[inline(always)]
+        || {
+            for (n, image_columns) in images.zip(columns.chunks_exact_mut(columns_len)) {
+                let image = &x[n * image_len..(n + 1) * image_len];
+                for run in runs {
+                    copy(
+                        &mut image_columns[run.column..run.column + run.len],
+                        &image[run.pixel..run.pixel + run.len],
+                    );
+                }
+            }
+        },
+    );
 }
 
 /// The columns' gradient of `images` whole images (`columns`, as [`gather`] lays them out)
@@ -124,19 +130,25 @@ fn scatter_add(g: &Geometry, runs: &[Run], images: usize, columns: &[f32], dx: &
     let pairs = dx
         .chunks_exact_mut(image_len)
         .zip(columns.chunks_exact(columns_len));
-    for (image, image_columns) in pairs.take(images) {
-        for run in runs {
-            let src = &image_columns[run.column..run.column + run.len];
-            for (d, &s) in image[run.pixel..run.pixel + run.len].iter_mut().zip(src) {
-                *d += s;
+    vectorized(
+        #[inline(always)]
+        || {
+            for (image, image_columns) in pairs.take(images) {
+                for run in runs {
+                    let src = &image_columns[run.column..run.column + run.len];
+                    for (d, &s) in image[run.pixel..run.pixel + run.len].iter_mut().zip(src) {
+                        *d += s;
+                    }
+                }
             }
-        }
-    }
+        },
+    );
 }
 
 /// `dst.copy_from_slice(src)` inline: the runs copied are short (9 to a few hundred floats), and
 /// a call to `memmove` per run cost more than the copy.
-#[inline]
+#[allow(clippy::inline_always)] // compiled inside `vectorized`'s variants
+#[inline(always)]
 fn copy(dst: &mut [f32], src: &[f32]) {
     assert_eq!(dst.len(), src.len(), "conv3x3: copy of unequal runs");
     let mut d = dst.chunks_exact_mut(16);
@@ -154,7 +166,7 @@ fn copy(dst: &mut [f32], src: &[f32]) {
 /// `dst = lhs * rhs` (or `dst += lhs * rhs` with `accumulate`), `m x n` over `k`, on the
 /// calling thread. Strides in elements: `(column stride, row stride)` of each matrix.
 #[allow(clippy::too_many_arguments)]
-fn product(
+pub(super) fn product(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
     dst_strides: (usize, usize),
