@@ -58,4 +58,5 @@ pub mod projection;
 pub mod render;
 pub mod seed;
 pub mod session;
+pub mod simd;
 pub mod trainer;

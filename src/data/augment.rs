@@ -86,6 +86,8 @@ struct Planes {
 }
 
 /// Random resized crop of `image` into `side x side` planes, bilinear.
+#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
+#[inline(always)]
 fn crop_resize(
     image: &[u8],
     shape: ImageShape,
@@ -127,6 +129,9 @@ fn crop_resize(
     let columns = taps(x0, cw, shape.width);
     let rows = taps(y0, ch, shape.height);
     let row_len = shape.width * c;
+    // As floats first, in one vector loop: converting pixel by pixel inside the loop below
+    // cost more than the interpolation.
+    let image: Vec<f32> = image.iter().map(|&p| f32::from(p)).collect();
     let mut data = vec![0.0f32; c * side * side];
     for (oy, &(yi, y1, dy)) in rows.iter().enumerate() {
         let top_row = &image[yi * row_len..(yi + 1) * row_len];
@@ -139,7 +144,7 @@ fn crop_resize(
                 &bottom_row[x1 * c..(x1 + 1) * c],
             ];
             for channel in 0..c {
-                let px = |corner: usize| f32::from(corners[corner][channel]);
+                let px = |corner: usize| corners[corner][channel];
                 let top = px(0) * (1.0 - dx) + px(1) * dx;
                 let bottom = px(2) * (1.0 - dx) + px(3) * dx;
                 data[(channel * side + oy) * side + ox] = top * (1.0 - dy) + bottom * dy;
@@ -157,6 +162,8 @@ fn crop_resize(
     }
 }
 
+#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
+#[inline(always)]
 fn flip(planes: &mut Planes) {
     let side = planes.side;
     for row in planes.data.chunks_mut(side) {
@@ -164,11 +171,15 @@ fn flip(planes: &mut Planes) {
     }
 }
 
+#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
+#[inline(always)]
 fn luma(planes: &Planes, i: usize) -> f32 {
     let plane = planes.side * planes.side;
     0.299 * planes.data[i] + 0.587 * planes.data[plane + i] + 0.114 * planes.data[2 * plane + i]
 }
 
+#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
+#[inline(always)]
 fn grayscale(planes: &mut Planes) {
     if planes.channels != 3 {
         return;
@@ -182,12 +193,16 @@ fn grayscale(planes: &mut Planes) {
     }
 }
 
+#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
+#[inline(always)]
 fn brightness(planes: &mut Planes, factor: f32) {
     for v in &mut planes.data {
         *v = (*v * factor).clamp(0.0, 1.0);
     }
 }
 
+#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
+#[inline(always)]
 fn contrast(planes: &mut Planes, factor: f32) {
     let plane = planes.side * planes.side;
     let mean = if planes.channels == 3 {
@@ -200,6 +215,8 @@ fn contrast(planes: &mut Planes, factor: f32) {
     }
 }
 
+#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
+#[inline(always)]
 fn saturation(planes: &mut Planes, factor: f32) {
     if planes.channels != 3 {
         return;
@@ -216,6 +233,8 @@ fn saturation(planes: &mut Planes, factor: f32) {
 
 /// `turns.rem_euclid(1.0)`, the same value, without `fmod` for the hues `hue` makes (a hue
 /// in [0, 1] shifted by at most half a turn).
+#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
+#[inline(always)]
 fn wrap_turn(turns: f32) -> f32 {
     if (0.0..1.0).contains(&turns) {
         turns
@@ -229,6 +248,8 @@ fn wrap_turn(turns: f32) -> f32 {
 }
 
 /// Rotates hue by `shift` turns (in [-0.5, 0.5]) through HSV.
+#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
+#[inline(always)]
 fn hue(planes: &mut Planes, shift: f32) {
     if planes.channels != 3 {
         return;
@@ -277,6 +298,8 @@ fn hue(planes: &mut Planes, shift: f32) {
     }
 }
 
+#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
+#[inline(always)]
 fn colour_jitter(planes: &mut Planes, config: &AugmentConfig, rng: &mut ChaCha8Rng) {
     let factor = |rng: &mut ChaCha8Rng, amount: f32| {
         if amount > 0.0 {
@@ -338,6 +361,8 @@ fn blur(planes: &mut Planes, sigma: f32) {
     }
 }
 
+#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
+#[inline(always)]
 fn solarize(planes: &mut Planes) {
     for v in &mut planes.data {
         if *v >= 0.5 {
@@ -350,6 +375,26 @@ fn solarize(planes: &mut Planes) {
 /// (`channels * side * side` values).
 #[allow(clippy::too_many_arguments)] // the pipeline's inputs, each used once
 pub fn augment_view(
+    image: &[u8],
+    shape: ImageShape,
+    side: usize,
+    view: usize,
+    config: &AugmentConfig,
+    mean: &[f32],
+    std: &[f32],
+    rng: &mut ChaCha8Rng,
+    out: &mut [f32],
+) {
+    crate::simd::vectorized(
+        #[inline(always)]
+        || augment_planes(image, shape, side, view, config, mean, std, rng, out),
+    );
+}
+
+/// [`augment_view`]'s pipeline.
+#[allow(clippy::too_many_arguments, clippy::inline_always)]
+#[inline(always)]
+fn augment_planes(
     image: &[u8],
     shape: ImageShape,
     side: usize,
@@ -403,6 +448,8 @@ pub fn plain_view(
 }
 
 /// `(value - mean) / std` per channel of `planes` into `out`.
+#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
+#[inline(always)]
 fn normalise(planes: &Planes, mean: &[f32], std: &[f32], out: &mut [f32]) {
     let plane = planes.side * planes.side;
     let channels = planes

@@ -24,28 +24,6 @@ pub(super) fn flex_tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTens
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
-/// `run` compiled for the best vector instructions this CPU has, chosen at run time (pulp:
-/// AVX-512, AVX2 with FMA, or x86-64's baseline SSE2, which the binary is built for). Mark
-/// the closure `#[inline(always)]`: inlined into each of pulp's variants, its plain loops are
-/// vectorised for that variant's instructions (`objdump` shows `zmm` registers in each batch
-/// norm kernel; without the attribute some closures stayed calls, compiled for SSE2). No
-/// floating-point operation changes (Rust fuses and reorders nothing), so the results are the
-/// same bits on every variant.
-#[inline]
-pub(super) fn vectorized<R>(run: impl FnOnce() -> R) -> R {
-    struct Run<F>(F);
-    impl<R, F: FnOnce() -> R> pulp::WithSimd for Run<F> {
-        type Output = R;
-        // Always: the closure must be compiled inside pulp's variant for its instructions.
-        #[allow(clippy::inline_always)]
-        #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, _simd: S) -> R {
-            (self.0)()
-        }
-    }
-    pulp::Arch::new().dispatch(Run(run))
-}
-
 /// `run` on a rayon pool of `threads` threads: the kernels' tests check that their sums do not
 /// depend on the thread count.
 #[cfg(test)]

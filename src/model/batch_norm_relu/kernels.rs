@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::BLOCK_ROWS;
-use crate::model::flex_slices::vectorized;
+use crate::simd::vectorized;
 
 /// Column sums of `f(row)` over `values` (rows of `channels`), block by block: each block of
 /// [`BLOCK_ROWS`] rows summed in `f32` in row order, the blocks added in order in `f64`.

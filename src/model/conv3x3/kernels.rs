@@ -6,8 +6,8 @@ use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use super::{Geometry, WEIGHT_CHUNK_MIN_ROWS, WEIGHT_CHUNKS};
-use crate::model::flex_slices::vectorized;
 use crate::model::im2col::tap;
+use crate::simd::vectorized;
 
 /// Columns per tile: about 256 KiB of `f32`, so that a tile's columns stay in a core's L2.
 const TILE_FLOATS: usize = 64 * 1024;

@@ -1,0 +1,26 @@
+//! Loops compiled for the vector instructions of the CPU they run on, chosen at run time:
+//! msbreg's own kernels on flex (batch norm + ReLU, the convolution's gathers) and the
+//! augmentation. The binary is built for x86-64's baseline, so without this their loops would
+//! use SSE2's 4 lanes on every machine.
+
+/// `run` compiled for the best vector instructions this CPU has, chosen at run time (pulp:
+/// AVX-512, AVX2 with FMA, or x86-64's baseline SSE2, which the binary is built for). Mark
+/// the closure `#[inline(always)]`: inlined into each of pulp's variants, its plain loops are
+/// vectorised for that variant's instructions (`objdump` shows `zmm` registers in each batch
+/// norm kernel; without the attribute some closures stayed calls, compiled for SSE2). No
+/// floating-point operation changes (Rust fuses and reorders nothing), so the results are the
+/// same bits on every variant.
+#[inline]
+pub fn vectorized<R>(run: impl FnOnce() -> R) -> R {
+    struct Run<F>(F);
+    impl<R, F: FnOnce() -> R> pulp::WithSimd for Run<F> {
+        type Output = R;
+        // Always: the closure must be compiled inside pulp's variant for its instructions.
+        #[allow(clippy::inline_always)]
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _simd: S) -> R {
+            (self.0)()
+        }
+    }
+    pulp::Arch::new().dispatch(Run(run))
+}
