@@ -119,9 +119,9 @@ impl BatchPlan {
 }
 
 /// Threads of the loader's pool: a quarter of the machine's, at least one. A batch of the
-/// small CNN's default workload (256 images x 2 views of 32x32) takes one thread about 12 ms
-/// (AMD EPYC Zen 4), against a step of 85-170 ms on two cores; the quarter keeps up with
-/// steps several times faster on larger machines.
+/// small CNN's default workload (256 images x 2 views of 32x32) takes one thread about 8-9 ms
+/// (AMD EPYC Zen 4), against a step of 85-185 ms on one or two threads there; the quarter
+/// keeps up with steps several times faster on larger machines.
 pub fn loader_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 4).max(1))
 }
