@@ -345,10 +345,15 @@ mod tests {
     fn output_and_gradients_match_conv2d() {
         let device = Device::flex().autodiff();
         // Odd sides check the padding and the output size at both strides; 7 images of 7 x 7
-        // with 40 channels make several tiles and weight chunks of uneven size.
-        for (stride, side, batch, c_in, c_out) in
-            [(2, 7, 7, 40, 6), (1, 5, 3, 3, 4), (2, 8, 20, 2, 3)]
-        {
+        // with 40 channels make several tiles and weight chunks of uneven size. Strides 3 and 4
+        // leave input pixels that one tap reads, or none.
+        for (stride, side, batch, c_in, c_out) in [
+            (2, 7, 7, 40, 6),
+            (1, 5, 3, 3, 4),
+            (2, 8, 20, 2, 3),
+            (3, 8, 3, 2, 3),
+            (4, 9, 2, 2, 2),
+        ] {
             let layer = conv(c_in, c_out, stride, &device);
             let x = Tensor::<4>::random([batch, c_in, side, side], Distribution::Default, &device)
                 .require_grad();
