@@ -10,6 +10,10 @@
 //! ([`crate::seed::view_rng`]), so a batch is the same whatever thread builds it and a resumed run sees the
 //! same views.
 
+// The pipeline's steps are `#[inline(always)]`: compiled inside `augment_view`'s vector
+// variants (`crate::simd::vectorized`), not as calls to baseline code.
+#![allow(clippy::inline_always)]
+
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -86,7 +90,6 @@ struct Planes {
 }
 
 /// Random resized crop of `image` into `side x side` planes, bilinear.
-#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
 #[inline(always)]
 fn crop_resize(
     image: &[u8],
@@ -162,7 +165,6 @@ fn crop_resize(
     }
 }
 
-#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
 #[inline(always)]
 fn flip(planes: &mut Planes) {
     let side = planes.side;
@@ -171,14 +173,12 @@ fn flip(planes: &mut Planes) {
     }
 }
 
-#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
 #[inline(always)]
 fn luma(planes: &Planes, i: usize) -> f32 {
     let plane = planes.side * planes.side;
     0.299 * planes.data[i] + 0.587 * planes.data[plane + i] + 0.114 * planes.data[2 * plane + i]
 }
 
-#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
 #[inline(always)]
 fn grayscale(planes: &mut Planes) {
     if planes.channels != 3 {
@@ -193,7 +193,6 @@ fn grayscale(planes: &mut Planes) {
     }
 }
 
-#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
 #[inline(always)]
 fn brightness(planes: &mut Planes, factor: f32) {
     for v in &mut planes.data {
@@ -201,7 +200,6 @@ fn brightness(planes: &mut Planes, factor: f32) {
     }
 }
 
-#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
 #[inline(always)]
 fn contrast(planes: &mut Planes, factor: f32) {
     let plane = planes.side * planes.side;
@@ -215,7 +213,6 @@ fn contrast(planes: &mut Planes, factor: f32) {
     }
 }
 
-#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
 #[inline(always)]
 fn saturation(planes: &mut Planes, factor: f32) {
     if planes.channels != 3 {
@@ -233,7 +230,6 @@ fn saturation(planes: &mut Planes, factor: f32) {
 
 /// `turns.rem_euclid(1.0)`, the same value, without `fmod` for the hues `hue` makes (a hue
 /// in [0, 1] shifted by at most half a turn).
-#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
 #[inline(always)]
 fn wrap_turn(turns: f32) -> f32 {
     if (0.0..1.0).contains(&turns) {
@@ -248,7 +244,6 @@ fn wrap_turn(turns: f32) -> f32 {
 }
 
 /// Rotates hue by `shift` turns (in [-0.5, 0.5]) through HSV.
-#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
 #[inline(always)]
 fn hue(planes: &mut Planes, shift: f32) {
     if planes.channels != 3 {
@@ -298,7 +293,6 @@ fn hue(planes: &mut Planes, shift: f32) {
     }
 }
 
-#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
 #[inline(always)]
 fn colour_jitter(planes: &mut Planes, config: &AugmentConfig, rng: &mut ChaCha8Rng) {
     let factor = |rng: &mut ChaCha8Rng, amount: f32| {
@@ -361,7 +355,6 @@ fn blur(planes: &mut Planes, sigma: f32) {
     }
 }
 
-#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
 #[inline(always)]
 fn solarize(planes: &mut Planes) {
     for v in &mut planes.data {
@@ -385,45 +378,32 @@ pub fn augment_view(
     rng: &mut ChaCha8Rng,
     out: &mut [f32],
 ) {
+    // The whole pipeline inside the vector variants: its steps are `#[inline(always)]`.
     crate::simd::vectorized(
         #[inline(always)]
-        || augment_planes(image, shape, side, view, config, mean, std, rng, out),
+        || {
+            let mut planes = crop_resize(image, shape, side, config, rng);
+            if rng.random_bool(f64::from(config.flip_prob.clamp(0.0, 1.0))) {
+                flip(&mut planes);
+            }
+            if rng.random_bool(f64::from(config.jitter_prob.clamp(0.0, 1.0))) {
+                colour_jitter(&mut planes, config, rng);
+            }
+            if rng.random_bool(f64::from(config.grayscale_prob.clamp(0.0, 1.0))) {
+                grayscale(&mut planes);
+            }
+            let cycled =
+                |probs: &[f32]| probs.get(view % probs.len().max(1)).copied().unwrap_or(0.0);
+            if rng.random_bool(f64::from(cycled(&config.blur_prob).clamp(0.0, 1.0))) {
+                let sigma = rng.random_range(config.blur_sigma[0]..=config.blur_sigma[1]);
+                blur(&mut planes, sigma);
+            }
+            if rng.random_bool(f64::from(cycled(&config.solarize_prob).clamp(0.0, 1.0))) {
+                solarize(&mut planes);
+            }
+            normalise(&planes, mean, std, out);
+        },
     );
-}
-
-/// [`augment_view`]'s pipeline.
-#[allow(clippy::too_many_arguments, clippy::inline_always)]
-#[inline(always)]
-fn augment_planes(
-    image: &[u8],
-    shape: ImageShape,
-    side: usize,
-    view: usize,
-    config: &AugmentConfig,
-    mean: &[f32],
-    std: &[f32],
-    rng: &mut ChaCha8Rng,
-    out: &mut [f32],
-) {
-    let mut planes = crop_resize(image, shape, side, config, rng);
-    if rng.random_bool(f64::from(config.flip_prob.clamp(0.0, 1.0))) {
-        flip(&mut planes);
-    }
-    if rng.random_bool(f64::from(config.jitter_prob.clamp(0.0, 1.0))) {
-        colour_jitter(&mut planes, config, rng);
-    }
-    if rng.random_bool(f64::from(config.grayscale_prob.clamp(0.0, 1.0))) {
-        grayscale(&mut planes);
-    }
-    let cycled = |probs: &[f32]| probs.get(view % probs.len().max(1)).copied().unwrap_or(0.0);
-    if rng.random_bool(f64::from(cycled(&config.blur_prob).clamp(0.0, 1.0))) {
-        let sigma = rng.random_range(config.blur_sigma[0]..=config.blur_sigma[1]);
-        blur(&mut planes, sigma);
-    }
-    if rng.random_bool(f64::from(cycled(&config.solarize_prob).clamp(0.0, 1.0))) {
-        solarize(&mut planes);
-    }
-    normalise(&planes, mean, std, out);
 }
 
 /// The image without augmentation (resized to `side`, normalised), CHW into `out`: what
@@ -448,7 +428,6 @@ pub fn plain_view(
 }
 
 /// `(value - mean) / std` per channel of `planes` into `out`.
-#[allow(clippy::inline_always)] // compiled inside `augment_view`'s vector variants
 #[inline(always)]
 fn normalise(planes: &Planes, mean: &[f32], std: &[f32], out: &mut [f32]) {
     let plane = planes.side * planes.side;

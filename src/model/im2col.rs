@@ -102,6 +102,9 @@ fn channels_last(x: Tensor<4>) -> Rows {
 /// - `x.rows`: `[N * H * W, C]`
 /// - output rows: `[N * H_out * W_out, out]`
 pub fn conv3x3_rows(conv: &Conv2d, x: Rows) -> Rows {
+    if !super::conv3x3::supported(&x.rows) {
+        return conv3x3_rows_gathered(conv, x);
+    }
     let Rows {
         rows,
         batch,
@@ -109,25 +112,13 @@ pub fn conv3x3_rows(conv: &Conv2d, x: Rows) -> Rows {
         width,
     } = x;
     let stride = conv.stride[0];
-    if super::conv3x3::supported(&rows) {
-        let rows =
-            super::conv3x3::conv3x3_rows(rows, conv.weight.val(), batch, height, width, stride);
-        return Rows {
-            rows: with_bias(conv, rows),
-            batch,
-            height: out_side(height, stride),
-            width: out_side(width, stride),
-        };
+    let rows = super::conv3x3::conv3x3_rows(rows, conv.weight.val(), batch, height, width, stride);
+    Rows {
+        rows: with_bias(conv, rows),
+        batch,
+        height: out_side(height, stride),
+        width: out_side(width, stride),
     }
-    conv3x3_rows_gathered(
-        conv,
-        Rows {
-            rows,
-            batch,
-            height,
-            width,
-        },
-    )
 }
 
 /// [`conv3x3_rows`] as one gather and one matrix product (types other than `f32`).
