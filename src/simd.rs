@@ -24,3 +24,22 @@ pub fn vectorized<R>(run: impl FnOnce() -> R) -> R {
     }
     pulp::Arch::new().dispatch(Run(run))
 }
+
+#[cfg(test)]
+mod tests {
+    /// pulp's levels are separate features (Cargo.toml): built with "x86-v4" alone, a CPU with
+    /// AVX2 but not AVX-512 got the baseline variant, SSE2, for every loop here.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn a_cpu_with_avx2_gets_a_vector_variant() {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        let arch = pulp::Arch::new();
+        if avx2 {
+            assert!(
+                !matches!(arch, pulp::Arch::Scalar),
+                "{arch:?} on a CPU with AVX2 + FMA"
+            );
+        }
+    }
+}
