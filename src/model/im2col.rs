@@ -252,6 +252,101 @@ pub fn batch_norm_relu_rows(norm: &BatchNorm, x: Tensor<2>) -> Tensor<2> {
     output
 }
 
+/// A convolution's output rows and their column statistics, waiting for the batch norm + ReLU
+/// that follows (which the next convolution applies as it gathers its columns: see
+/// [`norm_relu_conv3x3_rows`]).
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub rows: Rows,
+    mean: Tensor<1>,
+    var: Tensor<1>,
+}
+
+/// Whether the blocks `(norm, conv)` can run as [`conv3x3_image_pending`] then
+/// [`norm_relu_conv3x3_rows`] on `x`: `f32` on flex, convolutions without bias, and no batch
+/// norm in inference on an autodiff device (whose gradient would have to treat the running
+/// statistics as constants; the composed operations serve it).
+pub fn fuses_norms<'a>(
+    x: &Tensor<4>,
+    mut blocks: impl Iterator<Item = (&'a BatchNorm, &'a Conv2d)>,
+) -> bool {
+    let autodiff = x.device().is_autodiff();
+    x.dtype() == burn::tensor::DType::F32
+        && prefers_im2col(&x.device())
+        && blocks.all(|(norm, conv)| {
+            supported(conv) && conv.bias.is_none() && !(autodiff && !norm.training.is_enabled())
+        })
+}
+
+/// `conv` on an NCHW batch as [`conv3x3_image`], with its output's statistics. Only where
+/// [`fuses_norms`].
+pub fn conv3x3_image_pending(conv: &Conv2d, x: Tensor<4>) -> Pending {
+    let Rows {
+        rows,
+        batch,
+        height,
+        width,
+    } = channels_last(x);
+    let stride = conv.stride[0];
+    let (rows, mean, var) = super::conv3x3::conv3x3_rows_statistics(
+        rows,
+        conv.weight.val(),
+        [batch, height, width, stride],
+    );
+    Pending {
+        rows: Rows {
+            rows,
+            batch,
+            height: out_side(height, stride),
+            width: out_side(width, stride),
+        },
+        mean,
+        var,
+    }
+}
+
+/// `norm` then ReLU on `x`'s rows, then `conv`, in one operation ([`super::conv3x3`]'s): the
+/// normalised rows are never written out. The batch statistics in training (the running ones
+/// moved towards them, as [`batch_norm_relu_rows`] does), the running ones otherwise. Only
+/// where [`fuses_norms`].
+pub fn norm_relu_conv3x3_rows(norm: &BatchNorm, x: Pending, conv: &Conv2d) -> Pending {
+    let Pending { rows: x, mean, var } = x;
+    let device = x.rows.device();
+    let (mean, var) = if device.is_autodiff() && norm.training.is_enabled() {
+        update_running(norm, mean.clone(), var.clone());
+        (mean, var)
+    } else {
+        (
+            norm.running_mean.value().to_device(&device),
+            norm.running_var.value().to_device(&device),
+        )
+    };
+    let input = super::conv3x3::InputNorm {
+        mean,
+        var,
+        gamma: norm.gamma.val(),
+        beta: norm.beta.val(),
+        epsilon: norm.epsilon,
+    };
+    let stride = conv.stride[0];
+    let (rows, mean, var) = super::conv3x3::norm_relu_conv3x3_rows(
+        x.rows,
+        input,
+        conv.weight.val(),
+        [x.batch, x.height, x.width, stride],
+    );
+    Pending {
+        rows: Rows {
+            rows,
+            batch: x.batch,
+            height: out_side(x.height, stride),
+            width: out_side(x.width, stride),
+        },
+        mean,
+        var,
+    }
+}
+
 /// `[N * H * W, C]` -> `[N, C]` by averaging over space.
 pub fn global_average(x: Rows) -> Tensor<2> {
     let [_, channels] = x.rows.dims();
