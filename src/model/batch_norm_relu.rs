@@ -27,9 +27,9 @@ use burn_flex::FlexTensor;
 
 mod kernels;
 
-use super::flex_slices::{f32_values, f32_writable, flex_tensor};
+use super::flex_slices::{f32_values, flex_tensor};
 
-pub(super) use kernels::{Forward, Moments, NormBackward};
+use kernels::{Forward, backward};
 
 /// Rows per block of the column sums and of the element-wise passes: fixed, so that the sums
 /// do not depend on how many threads there are.
@@ -68,11 +68,11 @@ pub trait BatchNormReluBackend: Backend {
     ) -> FloatTensor<Self>;
 
     /// The gradients `(x, gamma, beta)` of [`Self::batch_norm_relu`] given the gradient `grad`
-    /// of its output, and the `mean` and `var` it returned.
+    /// of its output `out`, and the `mean` and `var` it returned.
     fn batch_norm_relu_backward(
         x: FloatTensor<Self>,
+        out: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         var: FloatTensor<Self>,
         grad: FloatTensor<Self>,
@@ -184,8 +184,8 @@ impl BatchNormReluBackend for Flex {
 
     fn batch_norm_relu_backward(
         x: FlexTensor,
+        out: FlexTensor,
         gamma: FlexTensor,
-        beta: FlexTensor,
         mean: FlexTensor,
         var: FlexTensor,
         grad: FlexTensor,
@@ -193,27 +193,20 @@ impl BatchNormReluBackend for Flex {
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let _profile = crate::profile::fused(crate::profile::Fused::BatchNormRelu);
         let (rows, channels) = rows_and_channels(&x);
-        let gamma = f32_values(&gamma);
-        let forward = Forward::from_statistics(
-            f32_values(&mean).into_owned(),
-            f32_values(&var).into_owned(),
-            &gamma,
-            &f32_values(&beta),
+        let (dx, dgamma, dbeta) = backward(
+            &f32_values(&x),
+            &f32_values(&out),
+            &f32_values(&grad),
+            channels,
+            &f32_values(&gamma),
+            &f32_values(&mean),
+            &f32_values(&var),
             epsilon,
         );
-        // The input's gradient is written over the output's.
-        let mut dx = f32_writable(grad);
-        let backward =
-            kernels::backward(&f32_values(&x), dx.storage_mut::<f32>(), &forward, &gamma);
-        assert_eq!(
-            rows_and_channels(&dx),
-            (rows, channels),
-            "batch_norm_relu: gradient shape"
-        );
         (
-            dx,
-            flex_tensor(backward.dgamma, [channels]),
-            flex_tensor(backward.dbeta, [channels]),
+            flex_tensor(dx, [rows, channels]),
+            flex_tensor(dgamma, [channels]),
+            flex_tensor(dbeta, [channels]),
         )
     }
 }
@@ -222,7 +215,7 @@ impl BatchNormReluBackend for Flex {
 struct BatchNormReluStep;
 
 impl<B: BatchNormReluBackend> Backward<B, 3> for BatchNormReluStep {
-    /// `x`, `gamma`, `beta`, the batch mean and variance, epsilon.
+    /// `x`, the output, `gamma`, the batch mean and variance, epsilon.
     type State = (
         FloatTensor<B>,
         FloatTensor<B>,
@@ -240,9 +233,9 @@ impl<B: BatchNormReluBackend> Backward<B, 3> for BatchNormReluStep {
     ) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, gamma, beta, mean, var, epsilon) = ops.state;
+        let (x, out, gamma, mean, var, epsilon) = ops.state;
         let (dx, dgamma, dbeta) =
-            B::batch_norm_relu_backward(x, gamma, beta, mean, var, grad, epsilon);
+            B::batch_norm_relu_backward(x, out, gamma, mean, var, grad, epsilon);
         if let Some(node) = node_x {
             grads.register::<B>(node.id, dx);
         }
@@ -265,16 +258,17 @@ impl<B: BatchNormReluBackend, C: CheckpointStrategy> BatchNormReluBackend for Au
         let (x, x_node) = x.into_parts();
         let (gamma, gamma_node) = gamma.into_parts();
         let (beta, beta_node) = beta.into_parts();
-        let (out, mean, var) = B::batch_norm_relu(x.clone(), gamma.clone(), beta.clone(), epsilon);
+        let (out, mean, var) = B::batch_norm_relu(x.clone(), gamma.clone(), beta, epsilon);
         let out = match BatchNormReluStep
             .prepare::<C>([x_node, gamma_node, beta_node])
             // Its state is kept, not recomputed, under gradient checkpointing.
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => {
-                prep.finish((x, gamma, beta, mean.clone(), var.clone(), epsilon), out)
-            }
+            OpsKind::Tracked(prep) => prep.finish(
+                (x, out.clone(), gamma, mean.clone(), var.clone(), epsilon),
+                out,
+            ),
             OpsKind::UnTracked(prep) => prep.finish(out),
         };
         // The statistics feed the running averages only: constants to autodiff.
@@ -298,8 +292,8 @@ impl<B: BatchNormReluBackend, C: CheckpointStrategy> BatchNormReluBackend for Au
     /// once, not twice.
     fn batch_norm_relu_backward(
         x: FloatTensor<Self>,
+        out: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         var: FloatTensor<Self>,
         grad: FloatTensor<Self>,
@@ -307,8 +301,8 @@ impl<B: BatchNormReluBackend, C: CheckpointStrategy> BatchNormReluBackend for Au
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let (dx, dgamma, dbeta) = B::batch_norm_relu_backward(
             Self::inner(x),
+            Self::inner(out),
             Self::inner(gamma),
-            Self::inner(beta),
             Self::inner(mean),
             Self::inner(var),
             Self::inner(grad),

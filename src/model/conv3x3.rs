@@ -13,14 +13,6 @@
 //! of the tile's own images) and for the weight's (the columns gathered again from the input,
 //! which the backward pass keeps instead of the columns).
 //!
-//! The batch norm + ReLU between two convolutions is applied by the second as it gathers its
-//! columns ([`Conv3x3Backend::norm_relu_conv3x3_rows`]): the first returns its output's column
-//! statistics, taken tile by tile while each tile is in cache, and the normalised activation is
-//! never written out. Per forward pass that saves a read of the activation for the statistics
-//! and a write and a read for the normalised copy; backward, the batch norm's column sums are
-//! taken tile by tile as the input's gradient is added back, and its input gradient is written
-//! over that gradient.
-//!
 //! The weight's gradient is summed over chunks of images fixed by the shapes ([`WEIGHT_CHUNKS`]
 //! of them, of at least [`WEIGHT_CHUNK_MIN_ROWS`] output rows), each in
 //! order, the chunks added in order: the same numbers on any thread count. Values agree with
@@ -37,7 +29,6 @@ use burn_flex::FlexTensor;
 
 mod kernels;
 
-use super::batch_norm_relu::{Forward, NormBackward};
 use super::flex_slices::{f32_values, flex_tensor};
 
 /// Chunks of images the weight's gradient is summed over: fixed, so that the sums do not
@@ -47,20 +38,15 @@ pub const WEIGHT_CHUNKS: usize = 16;
 /// larger chunks (each chunk's partial sum is a whole weight-sized matrix to allocate and add).
 pub const WEIGHT_CHUNK_MIN_ROWS: usize = 512;
 
-/// A 3x3 convolution with padding 1 and no bias on channels-last rows, and its gradients; and
-/// the same convolution of a batch norm + ReLU of its input, applied as the columns are
-/// gathered, so that the normalised input is never written out.
+/// A 3x3 convolution with padding 1 and no bias on channels-last rows, and its gradients.
 #[backend_extension(Flex, Autodiff)]
-#[allow(clippy::too_many_arguments)]
 pub trait Conv3x3Backend: Backend {
     /// The convolution of `x`, `batch` images of `height x width` pixels, channels-last, by
-    /// `weight` at `stride` along both axes; and the output's column mean and biased variance
-    /// (for the batch norm that follows: constants to autodiff).
+    /// `weight` at `stride` along both axes.
     ///
     /// # Shapes
     /// - `x`: `[batch * height * width, C]`; `weight`: `[out, C, 3, 3]`
-    /// - outputs: `[batch * H_out * W_out, out]`, `H_out = (height - 1) / stride + 1`; `[out]`,
-    ///   `[out]`
+    /// - output: `[batch * H_out * W_out, out]`, `H_out = (height - 1) / stride + 1`
     fn conv3x3_rows(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -68,51 +54,7 @@ pub trait Conv3x3Backend: Backend {
         height: usize,
         width: usize,
         stride: usize,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-
-    /// [`Self::conv3x3_rows`] of `relu((x - mean) / sqrt(var + epsilon) * gamma + beta)`. In
-    /// training `mean` and `var` are `x`'s batch statistics and the backward pass
-    /// differentiates through them, as through a batch norm's; in inference, the running ones.
-    ///
-    /// # Shapes
-    /// - `x`: `[batch * height * width, C]`; `mean`, `var`, `gamma`, `beta`: `[C]`; `weight`:
-    ///   `[out, C, 3, 3]`
-    /// - outputs: as [`Self::conv3x3_rows`]'s
-    fn norm_relu_conv3x3_rows(
-        x: FloatTensor<Self>,
-        mean: FloatTensor<Self>,
-        var: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        epsilon: f64,
-        batch: usize,
-        height: usize,
-        width: usize,
-        stride: usize,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-
-    /// The gradients `(x, gamma, beta, weight)` of [`Self::norm_relu_conv3x3_rows`] given
-    /// `grad`, its output's, `mean` and `var` being `x`'s batch statistics.
-    fn norm_relu_conv3x3_rows_backward(
-        x: FloatTensor<Self>,
-        mean: FloatTensor<Self>,
-        var: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        epsilon: f64,
-        batch: usize,
-        height: usize,
-        width: usize,
-        stride: usize,
-    ) -> (
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-    );
+    ) -> FloatTensor<Self>;
 
     /// The gradient of [`Self::conv3x3_rows`]'s input given `grad`, its output's.
     fn conv3x3_rows_input_grad(
@@ -184,37 +126,6 @@ impl Geometry {
         );
     }
 
-    /// The batch norm `[mean, var, gamma, beta]` over this geometry's input channels.
-    fn input_norm(&self, [mean, var, gamma, beta]: [&FlexTensor; 4], epsilon: f64) -> Forward {
-        for t in [mean, var, gamma, beta] {
-            assert_eq!(
-                t.layout().shape().to_vec(),
-                vec![self.channels],
-                "conv3x3: the input's batch norm does not match {self:?}"
-            );
-        }
-        Forward::from_statistics(
-            f32_values(mean).into_owned(),
-            f32_values(var).into_owned(),
-            &f32_values(gamma),
-            &f32_values(beta),
-            epsilon,
-        )
-    }
-
-    /// The output rows of this geometry, and their mean and variance, as tensors.
-    fn output_tensors(
-        &self,
-        (out, mean, var): (Vec<f32>, Vec<f32>, Vec<f32>),
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let rows = self.batch * self.out_height() * self.out_width();
-        (
-            flex_tensor(out, vec![rows, self.out]),
-            flex_tensor(mean, vec![self.out]),
-            flex_tensor(var, vec![self.out]),
-        )
-    }
-
     /// Checks that `grad` holds this geometry's output rows.
     fn check_output(&self, grad: &FlexTensor) {
         let dims = grad.layout().shape().to_vec();
@@ -226,8 +137,8 @@ impl Geometry {
     }
 }
 
-/// [`Conv3x3Backend::conv3x3_rows`] on tensors, without the statistics. Only on flex (with or
-/// without autodiff) and `f32`: [`supported`] says where.
+/// [`Conv3x3Backend::conv3x3_rows`] on tensors. Only on flex (with or without autodiff) and
+/// `f32`: [`supported`] says where.
 pub fn conv3x3_rows(
     x: Tensor<2>,
     weight: Tensor<4>,
@@ -236,68 +147,14 @@ pub fn conv3x3_rows(
     width: usize,
     stride: usize,
 ) -> Tensor<2> {
-    conv3x3_rows_statistics(x, weight, [batch, height, width, stride]).0
-}
-
-/// [`Conv3x3Backend::conv3x3_rows`] on tensors: the output rows, their column mean and biased
-/// variance. `shape`: `[batch, height, width, stride]`.
-pub fn conv3x3_rows_statistics(
-    x: Tensor<2>,
-    weight: Tensor<4>,
-    [batch, height, width, stride]: [usize; 4],
-) -> (Tensor<2>, Tensor<1>, Tensor<1>) {
-    let (out, mean, var) = Dispatch::conv3x3_rows(
+    Tensor::from_dispatch(Dispatch::conv3x3_rows(
         x.into_dispatch(),
         weight.into_dispatch(),
         batch,
         height,
         width,
         stride,
-    );
-    (
-        Tensor::from_dispatch(out),
-        Tensor::from_dispatch(mean),
-        Tensor::from_dispatch(var),
-    )
-}
-
-/// A batch norm with given statistics, then ReLU: what [`norm_relu_conv3x3_rows`] applies to
-/// its input.
-#[derive(Clone, Debug)]
-pub struct InputNorm {
-    pub mean: Tensor<1>,
-    pub var: Tensor<1>,
-    pub gamma: Tensor<1>,
-    pub beta: Tensor<1>,
-    pub epsilon: f64,
-}
-
-/// [`Conv3x3Backend::norm_relu_conv3x3_rows`] on tensors: the output rows, their column mean
-/// and biased variance. `shape`: `[batch, height, width, stride]`. Only where [`supported`].
-pub fn norm_relu_conv3x3_rows(
-    x: Tensor<2>,
-    norm: InputNorm,
-    weight: Tensor<4>,
-    [batch, height, width, stride]: [usize; 4],
-) -> (Tensor<2>, Tensor<1>, Tensor<1>) {
-    let (out, mean, var) = Dispatch::norm_relu_conv3x3_rows(
-        x.into_dispatch(),
-        norm.mean.into_dispatch(),
-        norm.var.into_dispatch(),
-        norm.gamma.into_dispatch(),
-        norm.beta.into_dispatch(),
-        weight.into_dispatch(),
-        norm.epsilon,
-        batch,
-        height,
-        width,
-        stride,
-    );
-    (
-        Tensor::from_dispatch(out),
-        Tensor::from_dispatch(mean),
-        Tensor::from_dispatch(var),
-    )
+    ))
 }
 
 /// `dst = lhs * rhs` for row-major `n x n` matrices, on the calling thread, by the product
@@ -319,69 +176,12 @@ impl Conv3x3Backend for Flex {
         height: usize,
         width: usize,
         stride: usize,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+    ) -> FlexTensor {
         let _profile = crate::profile::fused(crate::profile::Fused::Conv3x3);
         let g = Geometry::new(&weight, batch, height, width, stride);
         g.check_input(&x);
-        let out = kernels::forward(&f32_values(&x), &f32_values(&weight), &g, None);
-        g.output_tensors(out)
-    }
-
-    fn norm_relu_conv3x3_rows(
-        x: FlexTensor,
-        mean: FlexTensor,
-        var: FlexTensor,
-        gamma: FlexTensor,
-        beta: FlexTensor,
-        weight: FlexTensor,
-        epsilon: f64,
-        batch: usize,
-        height: usize,
-        width: usize,
-        stride: usize,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let _profile = crate::profile::fused(crate::profile::Fused::Conv3x3);
-        let g = Geometry::new(&weight, batch, height, width, stride);
-        g.check_input(&x);
-        let norm = g.input_norm([&mean, &var, &gamma, &beta], epsilon);
-        let out = kernels::forward(&f32_values(&x), &f32_values(&weight), &g, Some(&norm));
-        g.output_tensors(out)
-    }
-
-    fn norm_relu_conv3x3_rows_backward(
-        x: FlexTensor,
-        mean: FlexTensor,
-        var: FlexTensor,
-        gamma: FlexTensor,
-        beta: FlexTensor,
-        weight: FlexTensor,
-        grad: FlexTensor,
-        epsilon: f64,
-        batch: usize,
-        height: usize,
-        width: usize,
-        stride: usize,
-    ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
-        let _profile = crate::profile::fused(crate::profile::Fused::Conv3x3);
-        let g = Geometry::new(&weight, batch, height, width, stride);
-        g.check_input(&x);
-        g.check_output(&grad);
-        let norm = g.input_norm([&mean, &var, &gamma, &beta], epsilon);
-        let (x, grad) = (f32_values(&x), f32_values(&grad));
-        // The normalised input's gradient, with the batch norm's column sums taken tile by
-        // tile; then the batch norm's input gradient written over it.
-        let (mut dx, sums) =
-            kernels::input_grad(&grad, &f32_values(&weight), &g, Some((&norm, &x)));
-        let backward =
-            NormBackward::from_sums(sums, &norm, &f32_values(&gamma), batch * height * width);
-        backward.input_grad_in_place(&norm, &x, &mut dx);
-        let dw = kernels::weight_grad(&x, &grad, &g, Some(&norm));
-        (
-            flex_tensor(dx, vec![batch * height * width, g.channels]),
-            flex_tensor(backward.dgamma, vec![g.channels]),
-            flex_tensor(backward.dbeta, vec![g.channels]),
-            flex_tensor(dw, vec![g.out, g.channels, 3, 3]),
-        )
+        let out = kernels::forward(&f32_values(&x), &f32_values(&weight), &g);
+        flex_tensor(out, vec![batch * g.out_height() * g.out_width(), g.out])
     }
 
     fn conv3x3_rows_input_grad(
@@ -395,7 +195,7 @@ impl Conv3x3Backend for Flex {
         let _profile = crate::profile::fused(crate::profile::Fused::Conv3x3);
         let g = Geometry::new(&weight, batch, height, width, stride);
         g.check_output(&grad);
-        let (dx, _) = kernels::input_grad(&f32_values(&grad), &f32_values(&weight), &g, None);
+        let dx = kernels::input_grad(&f32_values(&grad), &f32_values(&weight), &g);
         flex_tensor(dx, vec![batch * height * width, g.channels])
     }
 
@@ -421,7 +221,7 @@ impl Conv3x3Backend for Flex {
         };
         g.check_input(&x);
         g.check_output(&grad);
-        let dw = kernels::weight_grad(&f32_values(&x), &f32_values(&grad), &g, None);
+        let dw = kernels::weight_grad(&f32_values(&x), &f32_values(&grad), &g);
         flex_tensor(dw, vec![out, channels, 3, 3])
     }
 }
@@ -453,40 +253,6 @@ impl<B: Conv3x3Backend> Backward<B, 2> for Conv3x3Step {
     }
 }
 
-#[derive(Debug)]
-struct NormReluConv3x3Step;
-
-impl<B: Conv3x3Backend> Backward<B, 4> for NormReluConv3x3Step {
-    /// The input rows, `[mean, var, gamma, beta]` of its batch norm, the weight, epsilon, and
-    /// `(batch, height, width, stride)`.
-    type State = (
-        FloatTensor<B>,
-        [FloatTensor<B>; 4],
-        FloatTensor<B>,
-        f64,
-        (usize, usize, usize, usize),
-    );
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 4>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let grad = grads.consume::<B>(&ops.node);
-        let (x, [mean, var, gamma, beta], weight, epsilon, (batch, height, width, stride)) =
-            ops.state;
-        let (dx, dgamma, dbeta, dw) = B::norm_relu_conv3x3_rows_backward(
-            x, mean, var, gamma, beta, weight, grad, epsilon, batch, height, width, stride,
-        );
-        for (node, grad) in ops.parents.into_iter().zip([dx, dgamma, dbeta, dw]) {
-            if let Some(node) = node {
-                grads.register::<B>(node.id, grad);
-            }
-        }
-    }
-}
-
 impl<B: Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
     fn conv3x3_rows(
         x: FloatTensor<Self>,
@@ -495,12 +261,11 @@ impl<B: Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C>
         height: usize,
         width: usize,
         stride: usize,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+    ) -> FloatTensor<Self> {
         let (x, x_node) = x.into_parts();
         let (weight, weight_node) = weight.into_parts();
-        let (out, mean, var) =
-            B::conv3x3_rows(x.clone(), weight.clone(), batch, height, width, stride);
-        let out = match Conv3x3Step
+        let out = B::conv3x3_rows(x.clone(), weight.clone(), batch, height, width, stride);
+        match Conv3x3Step
             .prepare::<C>([x_node, weight_node])
             // Its state is kept, not recomputed, under gradient checkpointing.
             .compute_bound()
@@ -508,98 +273,7 @@ impl<B: Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C>
         {
             OpsKind::Tracked(prep) => prep.finish((x, weight, (batch, height, width, stride)), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        // The statistics feed the batch norm that follows and its running averages: constants
-        // to autodiff (the batch norm's backward pass differentiates through them).
-        (out, Self::from_inner(mean), Self::from_inner(var))
-    }
-
-    fn norm_relu_conv3x3_rows(
-        x: FloatTensor<Self>,
-        mean: FloatTensor<Self>,
-        var: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        epsilon: f64,
-        batch: usize,
-        height: usize,
-        width: usize,
-        stride: usize,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (x, x_node) = x.into_parts();
-        let (gamma, gamma_node) = gamma.into_parts();
-        let (beta, beta_node) = beta.into_parts();
-        let (weight, weight_node) = weight.into_parts();
-        let (mean, var) = (Self::inner(mean), Self::inner(var));
-        let shape = (batch, height, width, stride);
-        let (out, out_mean, out_var) = B::norm_relu_conv3x3_rows(
-            x.clone(),
-            mean.clone(),
-            var.clone(),
-            gamma.clone(),
-            beta.clone(),
-            weight.clone(),
-            epsilon,
-            batch,
-            height,
-            width,
-            stride,
-        );
-        let out = match NormReluConv3x3Step
-            .prepare::<C>([x_node, gamma_node, beta_node, weight_node])
-            // Its state is kept, not recomputed, under gradient checkpointing.
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                prep.finish((x, [mean, var, gamma, beta], weight, epsilon, shape), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        (out, Self::from_inner(out_mean), Self::from_inner(out_var))
-    }
-
-    /// The inner backend's, as constants: this operation is differentiated once, not twice.
-    fn norm_relu_conv3x3_rows_backward(
-        x: FloatTensor<Self>,
-        mean: FloatTensor<Self>,
-        var: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        epsilon: f64,
-        batch: usize,
-        height: usize,
-        width: usize,
-        stride: usize,
-    ) -> (
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-        FloatTensor<Self>,
-    ) {
-        let (dx, dgamma, dbeta, dw) = B::norm_relu_conv3x3_rows_backward(
-            Self::inner(x),
-            Self::inner(mean),
-            Self::inner(var),
-            Self::inner(gamma),
-            Self::inner(beta),
-            Self::inner(weight),
-            Self::inner(grad),
-            epsilon,
-            batch,
-            height,
-            width,
-            stride,
-        );
-        (
-            Self::from_inner(dx),
-            Self::from_inner(dgamma),
-            Self::from_inner(dbeta),
-            Self::from_inner(dw),
-        )
+        }
     }
 
     /// The inner backend's, as a constant: this operation is differentiated once, not twice.
@@ -642,4 +316,133 @@ impl<B: Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C>
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+    use burn::module::Param;
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::{Conv2d, Conv2dConfig};
+    use burn::tensor::{Device, Distribution};
+
+    fn conv(input: usize, output: usize, stride: usize, device: &Device) -> Conv2d {
+        Conv2dConfig::new([input, output], [3, 3])
+            .with_stride([stride, stride])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .with_bias(false)
+            .init(device)
+    }
+
+    /// `[N, C, H, W]` -> channels-last rows `[N * H * W, C]`.
+    fn to_rows(x: Tensor<4>) -> Tensor<2> {
+        let [n, c, h, w] = x.dims();
+        x.permute([0, 2, 3, 1]).reshape([n * h * w, c])
+    }
+
+    fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    #[test]
+    fn output_and_gradients_match_conv2d() {
+        let device = Device::flex().autodiff();
+        // Odd sides check the padding and the output size at both strides; 7 images of 7 x 7
+        // with 40 channels make several tiles and weight chunks of uneven size. Strides 3 and 4
+        // leave input pixels that one tap reads, or none.
+        for (stride, side, batch, c_in, c_out) in [
+            (2, 7, 7, 40, 6),
+            (1, 5, 3, 3, 4),
+            (2, 8, 20, 2, 3),
+            (3, 8, 3, 2, 3),
+            (4, 9, 2, 2, 2),
+        ] {
+            let layer = conv(c_in, c_out, stride, &device);
+            let x = Tensor::<4>::random([batch, c_in, side, side], Distribution::Default, &device)
+                .require_grad();
+            let reference = layer.forward(x.clone());
+            let [_, _, out_h, out_w] = reference.dims();
+            // A loss that weighs every output differently.
+            let weights =
+                Tensor::<4>::random([batch, c_out, out_h, out_w], Distribution::Default, &device);
+            let ours = conv3x3_rows(
+                to_rows(x.clone()),
+                layer.weight.val(),
+                batch,
+                side,
+                side,
+                stride,
+            );
+            assert!(max_abs_diff(ours.clone(), to_rows(reference.clone())) < 1e-5);
+            let g_ref = (reference * weights.clone()).sum().backward();
+            let g_ours = (ours * to_rows(weights)).sum().backward();
+            let grad = |g: &burn::tensor::Gradients| {
+                (
+                    x.grad(g).expect("input gradient"),
+                    layer.weight.grad(g).expect("weight gradient"),
+                )
+            };
+            let (dx_ref, dw_ref) = grad(&g_ref);
+            let (dx, dw) = grad(&g_ours);
+            let dx_diff = max_abs_diff(dx, dx_ref);
+            let dw_diff = max_abs_diff(dw, dw_ref);
+            assert!(
+                dx_diff < 1e-4,
+                "stride {stride}: input gradient off by {dx_diff}"
+            );
+            assert!(
+                dw_diff < 1e-3,
+                "stride {stride}: weight gradient off by {dw_diff}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_untracked_input_gets_no_gradient_and_the_weight_does() {
+        let device = Device::flex().autodiff();
+        let layer = conv(3, 4, 2, &device);
+        let x = Tensor::<4>::random([2, 3, 6, 6], Distribution::Default, &device);
+        let out = conv3x3_rows(to_rows(x.clone()), layer.weight.val(), 2, 6, 6, 2);
+        let grads = out.sum().backward();
+        assert!(x.grad(&grads).is_none());
+        assert!(layer.weight.grad(&grads).is_some());
+    }
+
+    #[test]
+    fn square_product_is_the_matrix_product() {
+        let n = 5;
+        let lhs: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 - 3.0).collect();
+        let rhs: Vec<f32> = (0..n * n).map(|i| (i % 4) as f32 * 0.5).collect();
+        let mut dst = vec![f32::NAN; n * n];
+        square_product(n, &mut dst, &lhs, &rhs);
+        for i in 0..n {
+            for j in 0..n {
+                let expected: f32 = (0..n).map(|k| lhs[i * n + k] * rhs[k * n + j]).sum();
+                assert!((dst[i * n + j] - expected).abs() < 1e-5, "({i}, {j})");
+            }
+        }
+    }
+
+    #[test]
+    fn same_bits_on_one_and_four_threads() {
+        let device = Device::flex().autodiff();
+        let layer = conv(16, 8, 2, &device);
+        let weight: Param<Tensor<4>> = layer.weight.clone();
+        let x = Tensor::<4>::random([37, 16, 9, 9], Distribution::Default, &device).require_grad();
+        let run = |threads: usize| {
+            crate::model::flex_slices::on_threads(threads, || {
+                let out = conv3x3_rows(to_rows(x.clone()), weight.val(), 37, 9, 9, 2);
+                let grads = (out.clone() * out.clone()).sum().backward();
+                let bits = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap_or_default();
+                (
+                    bits(out),
+                    bits(to_rows(x.grad(&grads).expect("input gradient"))),
+                    weight
+                        .grad(&grads)
+                        .expect("weight gradient")
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .unwrap_or_default(),
+                )
+            })
+        };
+        assert_eq!(run(1), run(4));
+    }
+}

@@ -19,21 +19,6 @@ pub(super) fn f32_values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     }
 }
 
-/// `tensor`'s values in a contiguous buffer of their own, to write over in place
-/// (`storage_mut`): the tensor itself when it alone owns a buffer holding exactly its values
-/// (a gradient autodiff hands over, usually), else a copy.
-pub(super) fn f32_writable(tensor: FlexTensor) -> FlexTensor {
-    let whole = tensor
-        .as_slice::<f32>()
-        .is_some_and(|values| values.len() == tensor.storage::<f32>().len());
-    if whole && tensor.is_unique() {
-        tensor
-    } else {
-        let shape = tensor.layout().shape().clone();
-        flex_tensor(f32_values(&tensor).into_owned(), shape)
-    }
-}
-
 /// A flex tensor of `shape` holding `values`.
 pub(super) fn flex_tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))

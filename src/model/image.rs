@@ -133,18 +133,6 @@ impl SmallCnn {
         let Some((first, rest)) = self.blocks.split_first() else {
             return global_average(x);
         };
-        let blocks = self.blocks.iter().map(|block| (&block.norm, &block.conv));
-        if im2col::fuses_norms(&x, blocks) {
-            // Each batch norm + ReLU but the last applied by the next convolution.
-            let mut x = im2col::conv3x3_image_pending(&first.conv, x);
-            let mut norm = &first.norm;
-            for block in rest {
-                x = im2col::norm_relu_conv3x3_rows(norm, x, &block.conv);
-                norm = &block.norm;
-            }
-            let rows = im2col::batch_norm_relu_rows(norm, x.rows.rows);
-            return im2col::global_average(Rows { rows, ..x.rows });
-        }
         let mut x = first.forward_image_to_rows(x);
         for block in rest {
             x = block.forward_rows(x);

@@ -6,7 +6,6 @@ use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use super::{Geometry, WEIGHT_CHUNK_MIN_ROWS, WEIGHT_CHUNKS};
-use crate::model::batch_norm_relu::{BLOCK_ROWS, Forward, Moments};
 use crate::model::im2col::tap;
 use crate::simd::vectorized;
 
@@ -93,18 +92,16 @@ fn runs(g: &Geometry) -> Vec<Run> {
     runs
 }
 
-/// The columns of images `images` (channels-last rows of `x`, or with `norm` the batch norm +
-/// ReLU of them) into `columns`: one row per output pixel, column `(kh, kw, c)`; one copy per
-/// run. The padding is left as it is: `columns` holds zeros there, written when it was made
-/// (every tile puts its images at the same places, so the runs of one never land on the
-/// padding of another), and the convolution pads its input, the normalised one, with zeros.
+/// The columns of images `images` (channels-last rows of `x`) into `columns`: one row per
+/// output pixel, column `(kh, kw, c)`; one copy per run. The padding is left as it is:
+/// `columns` holds zeros there, written when it was made (every tile puts its images at the
+/// same places, so the runs of one never land on the padding of another).
 fn gather(
     x: &[f32],
     g: &Geometry,
     runs: &[Run],
     images: std::ops::Range<usize>,
     columns: &mut [f32],
-    norm: Option<&Forward>,
 ) {
     let image_len = g.in_pixels() * g.channels;
     let columns_len = g.out_pixels() * g.k();
@@ -114,30 +111,14 @@ fn gather(
             for (n, image_columns) in images.zip(columns.chunks_exact_mut(columns_len)) {
                 let image = &x[n * image_len..(n + 1) * image_len];
                 for run in runs {
-                    let dst = &mut image_columns[run.column..run.column + run.len];
-                    let src = &image[run.pixel..run.pixel + run.len];
-                    // Runs start at a pixel's first channel and hold whole pixels.
-                    match norm {
-                        Some(norm) => norm.apply(dst, src),
-                        None => copy(dst, src),
-                    }
+                    copy(
+                        &mut image_columns[run.column..run.column + run.len],
+                        &image[run.pixel..run.pixel + run.len],
+                    );
                 }
             }
         },
     );
-}
-
-/// [`Moments`] of `rows` (of `channels`), block by block of [`BLOCK_ROWS`] rows from its
-/// start.
-fn moments(rows: &[f32], channels: usize) -> Vec<Moments> {
-    vectorized(
-        #[inline(always)]
-        || {
-            rows.chunks(BLOCK_ROWS * channels)
-                .map(|block| Moments::of(block, channels))
-                .collect()
-        },
-    )
 }
 
 /// The columns' gradient of `images` whole images (`columns`, as [`gather`] lays them out)
@@ -250,16 +231,9 @@ pub(super) fn product(
     }
 }
 
-/// The convolution of channels-last `x` (`[batch * H * W, C]`), or with `norm` of its batch
-/// norm + ReLU: `[batch * H_out * W_out, out]`, and the output's column mean and (biased)
-/// variance, taken tile by tile while each is in cache ([`Moments`] of blocks of
-/// [`BLOCK_ROWS`] rows from each tile's start, combined in order).
-pub(super) fn forward(
-    x: &[f32],
-    weight: &[f32],
-    g: &Geometry,
-    norm: Option<&Forward>,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+/// The convolution of channels-last `x` (`[batch * H * W, C]`): `[batch * H_out * W_out,
+/// out]`.
+pub(super) fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
     let matrix = weight_matrix(weight, g);
     let runs = runs(g);
     let (k, c_out) = (g.k(), g.out);
@@ -267,19 +241,17 @@ pub(super) fn forward(
     let tile_rows = per_tile * g.out_pixels();
     let mut out = vec![0.0f32; g.batch * g.out_pixels() * c_out];
     if out.is_empty() {
-        let (mean, var) = Moments::combine(&[], c_out);
-        return (out, mean, var);
+        return out;
     }
-    let moments: Vec<Vec<Moments>> = out
-        .par_chunks_mut(tile_rows * c_out)
+    out.par_chunks_mut(tile_rows * c_out)
         .enumerate()
-        .map_init(
+        .for_each_init(
             || vec![0.0f32; tile_rows * k],
             |columns, (tile, out_tile)| {
                 let first = tile * per_tile;
                 let images = first..(first + per_tile).min(g.batch);
                 let rows = images.len() * g.out_pixels();
-                gather(x, g, &runs, images, &mut columns[..rows * k], norm);
+                gather(x, g, &runs, images, &mut columns[..rows * k]);
                 product(
                     (rows, c_out, k),
                     out_tile,
@@ -290,28 +262,15 @@ pub(super) fn forward(
                     (1, c_out),
                     false,
                 );
-                moments(out_tile, c_out)
             },
-        )
-        .collect();
-    let (mean, var) = Moments::combine(&moments.into_iter().flatten().collect::<Vec<_>>(), c_out);
-    (out, mean, var)
+        );
+    out
 }
 
 /// The gradient of the input, `[batch * H * W, C]`, given `grad`, the output's
 /// (`[batch * H_out * W_out, out]`): per tile, the columns' gradient (`grad x matrix^T`, in
 /// cache) added back to the pixels they were gathered from, in a fixed order.
-///
-/// With `norm`, the convolution's input was the batch norm + ReLU of `x`: the gradient
-/// returned is still the normalised input's, but each tile's [`Forward::gradient_sums`] (the
-/// batch norm's backward column sums, blocks of [`BLOCK_ROWS`] rows from the tile's start) are
-/// taken while it is in cache and returned in order.
-pub(super) fn input_grad(
-    grad: &[f32],
-    weight: &[f32],
-    g: &Geometry,
-    norm: Option<(&Forward, &[f32])>,
-) -> (Vec<f32>, Vec<[Vec<f32>; 2]>) {
+pub(super) fn input_grad(grad: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
     let matrix = weight_matrix(weight, g);
     let runs = runs(g);
     let (c, k, c_out) = (g.channels, g.k(), g.out);
@@ -319,12 +278,11 @@ pub(super) fn input_grad(
     let tile_rows = per_tile * g.out_pixels();
     let mut dx = vec![0.0f32; g.batch * g.in_pixels() * c];
     if dx.is_empty() {
-        return (dx, Vec::new());
+        return dx;
     }
-    let sums: Vec<Vec<[Vec<f32>; 2]>> = dx
-        .par_chunks_mut(per_tile * g.in_pixels() * c)
+    dx.par_chunks_mut(per_tile * g.in_pixels() * c)
         .enumerate()
-        .map_init(
+        .for_each_init(
             || vec![0.0f32; tile_rows * k],
             |columns, (tile, dx_tile)| {
                 let first = tile * per_tile;
@@ -342,37 +300,16 @@ pub(super) fn input_grad(
                     false,
                 );
                 scatter_add(g, &runs, images, &columns[..rows * k], dx_tile);
-                let Some((norm, x)) = norm else {
-                    return Vec::new();
-                };
-                let x_tile = &x[first * g.in_pixels() * c..][..dx_tile.len()];
-                let block = BLOCK_ROWS * c;
-                vectorized(
-                    #[inline(always)]
-                    || {
-                        x_tile
-                            .chunks(block)
-                            .zip(dx_tile.chunks(block))
-                            .map(|(x, dx)| norm.gradient_sums(x, dx))
-                            .collect()
-                    },
-                )
             },
-        )
-        .collect();
-    (dx, sums.into_iter().flatten().collect())
+        );
+    dx
 }
 
 /// The gradient of the weight, `[out, in, 3, 3]`: `columns^T x grad` summed over the batch,
 /// by chunks of images fixed by the shapes ([`WEIGHT_CHUNKS`], [`WEIGHT_CHUNK_MIN_ROWS`]), each
 /// chunk tile by tile in order, the chunks added in order: the same sums on any number of
-/// threads. With `norm`, the columns are those of `x`'s batch norm + ReLU.
-pub(super) fn weight_grad(
-    x: &[f32],
-    grad: &[f32],
-    g: &Geometry,
-    norm: Option<&Forward>,
-) -> Vec<f32> {
+/// threads.
+pub(super) fn weight_grad(x: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
     let (c_in, k, c_out) = (g.channels, g.k(), g.out);
     let per_tile = g.images_per_tile();
     let tile_rows = per_tile * g.out_pixels();
@@ -393,7 +330,7 @@ pub(super) fn weight_grad(
             while first < end {
                 let last = (first + per_tile).min(end);
                 let rows = (last - first) * g.out_pixels();
-                gather(x, g, &runs, first..last, &mut columns[..rows * k], norm);
+                gather(x, g, &runs, first..last, &mut columns[..rows * k]);
                 let grad_tile = &grad[first * g.out_pixels() * c_out..][..rows * c_out];
                 product(
                     (k, c_out, rows),
