@@ -24,6 +24,48 @@ pub(super) fn flex_tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTens
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
+/// `len` floats made over rayon's threads, chunk by chunk: `fill(state, i, chunk)` writes the
+/// `i`-th chunk of `chunk_len` floats (the last one may be shorter), with `state` from `init`
+/// (once per rayon job, as in `for_each_init`). Each chunk is zeroed by its own task just
+/// before `fill` gets it, while it is in cache. `vec![0.0; len]` instead zeroes the whole vector
+/// on the calling thread first: a serial pass over memory (`memset`) before every batch norm's
+/// and convolution's output, 5% of a two-thread training step under `perf`.
+///
+/// # Panics
+/// If `chunk_len` is 0 while `len` is not.
+pub(super) fn par_filled<T>(
+    len: usize,
+    chunk_len: usize,
+    init: impl Fn() -> T + Sync + Send,
+    fill: impl Fn(&mut T, usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    use std::mem::MaybeUninit;
+    let mut values: Vec<f32> = Vec::with_capacity(len);
+    if len == 0 {
+        return values;
+    }
+    assert!(chunk_len > 0, "par_filled: chunks of no floats");
+    values.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk_len)
+        .enumerate()
+        .for_each_init(init, |state, (i, chunk)| {
+            chunk.fill(MaybeUninit::new(0.0));
+            // SAFETY: every element of `chunk` was initialised on the line above, and
+            // `MaybeUninit<f32>` has `f32`'s size and alignment.
+            #[allow(unsafe_code)]
+            let chunk = unsafe { &mut *(std::ptr::from_mut(chunk) as *mut [f32]) };
+            fill(state, i, chunk);
+        });
+    // SAFETY: the chunks cover `0..len` of the spare capacity, and each was initialised
+    // (zeroed, then written by `fill`) before this line; `len` is within the capacity.
+    #[allow(unsafe_code)]
+    unsafe {
+        values.set_len(len);
+    }
+    values
+}
+
 /// `run` on a rayon pool of `threads` threads: the kernels' tests check that their sums do not
 /// depend on the thread count.
 #[cfg(test)]
@@ -33,4 +75,30 @@ pub(super) fn on_threads<R: Send>(threads: usize, run: impl FnOnce() -> R + Send
         .build()
         .expect("a thread pool")
         .install(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn par_filled_writes_every_chunk_in_place() {
+        for (len, chunk) in [(0, 4), (10, 3), (12, 4), (1000, 64), (5, 100)] {
+            let made = on_threads(3, || {
+                par_filled(
+                    len,
+                    chunk,
+                    || (),
+                    |(), i, values| {
+                        assert!(values.iter().all(|&v| v == 0.0), "chunk {i} not zeroed");
+                        for (j, v) in values.iter_mut().enumerate() {
+                            *v = (i * chunk + j) as f32;
+                        }
+                    },
+                )
+            });
+            let expected: Vec<f32> = (0..len).map(|v| v as f32).collect();
+            assert_eq!(made, expected, "len {len}, chunks of {chunk}");
+        }
+    }
 }

@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use super::BLOCK_ROWS;
+use crate::model::flex_slices::par_filled;
 use crate::simd::vectorized;
 
 /// Column sums of `f(row)` over `values` (rows of `channels`), block by block: each block of
@@ -138,10 +139,13 @@ impl Forward {
     /// `relu((x - mean) * scale + beta)`, row blocks in parallel.
     pub(super) fn output(&self, x: &[f32]) -> Vec<f32> {
         let channels = self.channels;
-        let mut out = vec![0.0f32; x.len()];
-        out.par_chunks_mut(BLOCK_ROWS * channels)
-            .zip(x.par_chunks(BLOCK_ROWS * channels))
-            .for_each(|(out, x)| {
+        let block = BLOCK_ROWS * channels;
+        par_filled(
+            x.len(),
+            block,
+            || (),
+            |(), i, out| {
+                let x = &x[i * block..][..out.len()];
                 vectorized(
                     #[inline(always)]
                     || {
@@ -156,8 +160,8 @@ impl Forward {
                         }
                     },
                 );
-            });
-        out
+            },
+        )
     }
 }
 
@@ -214,12 +218,14 @@ pub(super) fn backward(
     let factor: Vec<f32> = gamma.iter().zip(&inv_std).map(|(&g, &s)| g * s).collect();
     let mean_g: Vec<f32> = sums[0].iter().map(|&s| (s / count) as f32).collect();
     let mean_gx: Vec<f32> = sums[1].iter().map(|&s| (s / count) as f32).collect();
-    let mut dx = vec![0.0f32; x.len()];
     let block = BLOCK_ROWS * channels;
-    dx.par_chunks_mut(block)
-        .zip(x.par_chunks(block))
-        .zip(out.par_chunks(block).zip(grad.par_chunks(block)))
-        .for_each(|((dx, x), (out, grad))| {
+    let dx = par_filled(
+        x.len(),
+        block,
+        || (),
+        |(), i, dx| {
+            let span = i * block..i * block + dx.len();
+            let (x, out, grad) = (&x[span.clone()], &out[span.clone()], &grad[span]);
             vectorized(
                 #[inline(always)]
                 || {
@@ -243,7 +249,8 @@ pub(super) fn backward(
                     }
                 },
             );
-        });
+        },
+    );
     (dx, dgamma, dbeta)
 }
 

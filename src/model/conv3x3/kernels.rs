@@ -6,6 +6,7 @@ use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use super::{Geometry, WEIGHT_CHUNK_MIN_ROWS, WEIGHT_CHUNKS};
+use crate::model::flex_slices::par_filled;
 use crate::model::im2col::tap;
 use crate::simd::vectorized;
 
@@ -239,32 +240,27 @@ pub(super) fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
     let (k, c_out) = (g.k(), g.out);
     let per_tile = g.images_per_tile();
     let tile_rows = per_tile * g.out_pixels();
-    let mut out = vec![0.0f32; g.batch * g.out_pixels() * c_out];
-    if out.is_empty() {
-        return out;
-    }
-    out.par_chunks_mut(tile_rows * c_out)
-        .enumerate()
-        .for_each_init(
-            || vec![0.0f32; tile_rows * k],
-            |columns, (tile, out_tile)| {
-                let first = tile * per_tile;
-                let images = first..(first + per_tile).min(g.batch);
-                let rows = images.len() * g.out_pixels();
-                gather(x, g, &runs, images, &mut columns[..rows * k]);
-                product(
-                    (rows, c_out, k),
-                    out_tile,
-                    (1, c_out),
-                    columns,
-                    (1, k),
-                    &matrix,
-                    (1, c_out),
-                    false,
-                );
-            },
-        );
-    out
+    par_filled(
+        g.batch * g.out_pixels() * c_out,
+        tile_rows * c_out,
+        || vec![0.0f32; tile_rows * k],
+        |columns, tile, out_tile| {
+            let first = tile * per_tile;
+            let images = first..(first + per_tile).min(g.batch);
+            let rows = images.len() * g.out_pixels();
+            gather(x, g, &runs, images, &mut columns[..rows * k]);
+            product(
+                (rows, c_out, k),
+                out_tile,
+                (1, c_out),
+                columns,
+                (1, k),
+                &matrix,
+                (1, c_out),
+                false,
+            );
+        },
+    )
 }
 
 /// The gradient of the input, `[batch * H * W, C]`, given `grad`, the output's
@@ -276,33 +272,29 @@ pub(super) fn input_grad(grad: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32>
     let (c, k, c_out) = (g.channels, g.k(), g.out);
     let per_tile = g.images_per_tile();
     let tile_rows = per_tile * g.out_pixels();
-    let mut dx = vec![0.0f32; g.batch * g.in_pixels() * c];
-    if dx.is_empty() {
-        return dx;
-    }
-    dx.par_chunks_mut(per_tile * g.in_pixels() * c)
-        .enumerate()
-        .for_each_init(
-            || vec![0.0f32; tile_rows * k],
-            |columns, (tile, dx_tile)| {
-                let first = tile * per_tile;
-                let images = (first + per_tile).min(g.batch) - first;
-                let rows = images * g.out_pixels();
-                let grad_tile = &grad[first * g.out_pixels() * c_out..][..rows * c_out];
-                product(
-                    (rows, k, c_out),
-                    &mut columns[..rows * k],
-                    (1, k),
-                    grad_tile,
-                    (1, c_out),
-                    &matrix,
-                    (c_out, 1),
-                    false,
-                );
-                scatter_add(g, &runs, images, &columns[..rows * k], dx_tile);
-            },
-        );
-    dx
+    // Each tile's pixels are zeroed by `par_filled`, and the columns' gradients added to them.
+    par_filled(
+        g.batch * g.in_pixels() * c,
+        per_tile * g.in_pixels() * c,
+        || vec![0.0f32; tile_rows * k],
+        |columns, tile, dx_tile| {
+            let first = tile * per_tile;
+            let images = (first + per_tile).min(g.batch) - first;
+            let rows = images * g.out_pixels();
+            let grad_tile = &grad[first * g.out_pixels() * c_out..][..rows * c_out];
+            product(
+                (rows, k, c_out),
+                &mut columns[..rows * k],
+                (1, k),
+                grad_tile,
+                (1, c_out),
+                &matrix,
+                (c_out, 1),
+                false,
+            );
+            scatter_add(g, &runs, images, &columns[..rows * k], dx_tile);
+        },
+    )
 }
 
 /// The gradient of the weight, `[out, in, 3, 3]`: `columns^T x grad` summed over the batch,
