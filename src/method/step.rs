@@ -132,6 +132,29 @@ impl<E: Embedder> Learner<E> {
         dynamics: &Dynamics,
         learning_rate: f64,
     ) -> Result<StepReport, StepError> {
+        let views = views.clone();
+        crate::backend::on_cpu_threads(move || {
+            self.step_here(
+                &views,
+                images,
+                views_per_image,
+                directions,
+                dynamics,
+                learning_rate,
+            )
+        })
+    }
+
+    /// [`Self::step`] on the calling thread.
+    fn step_here(
+        &mut self,
+        views: &E::Input,
+        images: usize,
+        views_per_image: usize,
+        directions: Tensor<2>,
+        dynamics: &Dynamics,
+        learning_rate: f64,
+    ) -> Result<StepReport, StepError> {
         let online_phase = profile::phase(Phase::OnlineForward);
         let projection = self.online.embedder.project(views.clone());
         let [rows, dim] = projection.dims();
