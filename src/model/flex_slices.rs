@@ -3,6 +3,8 @@
 
 use burn::tensor::{Shape, TensorData};
 use burn_flex::FlexTensor;
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// A tensor's values in row-major order: borrowed when its layout is contiguous, else copied.
 ///
@@ -27,39 +29,60 @@ pub(super) fn flex_tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTens
 /// `len` floats made over rayon's threads, chunk by chunk: `fill(state, i, chunk)` writes the
 /// `i`-th chunk of `chunk_len` floats (the last one may be shorter), with `state` from `init`
 /// (once per rayon job, as in `for_each_init`). Each chunk is zeroed by its own task just
-/// before `fill` gets it, while it is in cache. `vec![0.0; len]` instead zeroes the whole vector
-/// on the calling thread first: a serial pass over memory (`memset`) before every batch norm's
-/// and convolution's output, 5% of a two-thread training step under `perf`.
-///
-/// # Panics
-/// If `chunk_len` is 0 while `len` is not.
+/// before `fill` gets it. `vec![0.0; len]` instead zeroes the whole vector on the calling
+/// thread first: a serial pass over memory before every convolution's input gradient, which
+/// adds into it. Where every element is written anyway, [`par_written`] skips the zeroing.
 pub(super) fn par_filled<T>(
     len: usize,
     chunk_len: usize,
     init: impl Fn() -> T + Sync + Send,
     fill: impl Fn(&mut T, usize, &mut [f32]) + Sync + Send,
 ) -> Vec<f32> {
-    use rayon::prelude::*;
-    use std::mem::MaybeUninit;
+    let zeroed_then_filled = |state: &mut T, i: usize, chunk: &mut [MaybeUninit<f32>]| {
+        chunk.fill(MaybeUninit::new(0.0));
+        // SAFETY: every element of `chunk` was initialised on the line above, and
+        // `MaybeUninit<f32>` has `f32`'s size and alignment.
+        #[allow(unsafe_code)]
+        let chunk = unsafe { &mut *(std::ptr::from_mut(chunk) as *mut [f32]) };
+        fill(state, i, chunk);
+    };
+    // SAFETY: `zeroed_then_filled` initialises every element of each chunk it is given.
+    #[allow(unsafe_code)]
+    unsafe {
+        par_written(len, chunk_len, init, zeroed_then_filled)
+    }
+}
+
+/// `len` floats written over rayon's threads, chunk by chunk, never zeroed: `fill(state, i,
+/// chunk)` gets the `i`-th chunk of `chunk_len` uninitialised floats (the last one may be
+/// shorter), with `state` from `init` (once per rayon job, as in `for_each_init`). Zeroing
+/// first, even chunk by chunk, was a pass over memory of its own (`memset`, 5.8% of a
+/// one-thread training step under `perf`): the kernels' own writes then go to memory once.
+///
+/// # Safety
+/// `fill` must write every element of each chunk it is given (the vector's length is set to
+/// `len` afterwards, so an element left unwritten would be read uninitialised).
+///
+/// # Panics
+/// If `chunk_len` is 0 while `len` is not.
+#[allow(unsafe_code)]
+pub(super) unsafe fn par_written<T>(
+    len: usize,
+    chunk_len: usize,
+    init: impl Fn() -> T + Sync + Send,
+    fill: impl Fn(&mut T, usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+) -> Vec<f32> {
     let mut values: Vec<f32> = Vec::with_capacity(len);
     if len == 0 {
         return values;
     }
-    assert!(chunk_len > 0, "par_filled: chunks of no floats");
+    assert!(chunk_len > 0, "par_written: chunks of no floats");
     values.spare_capacity_mut()[..len]
         .par_chunks_mut(chunk_len)
         .enumerate()
-        .for_each_init(init, |state, (i, chunk)| {
-            chunk.fill(MaybeUninit::new(0.0));
-            // SAFETY: every element of `chunk` was initialised on the line above, and
-            // `MaybeUninit<f32>` has `f32`'s size and alignment.
-            #[allow(unsafe_code)]
-            let chunk = unsafe { &mut *(std::ptr::from_mut(chunk) as *mut [f32]) };
-            fill(state, i, chunk);
-        });
-    // SAFETY: the chunks cover `0..len` of the spare capacity, and each was initialised
-    // (zeroed, then written by `fill`) before this line; `len` is within the capacity.
-    #[allow(unsafe_code)]
+        .for_each_init(init, |state, (i, chunk)| fill(state, i, chunk));
+    // SAFETY: the chunks cover `0..len` of the spare capacity, and `fill` wrote each of their
+    // elements (this function's contract); `len` is within the capacity.
     unsafe {
         values.set_len(len);
     }

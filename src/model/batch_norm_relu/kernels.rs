@@ -4,7 +4,9 @@
 use rayon::prelude::*;
 
 use super::BLOCK_ROWS;
-use crate::model::flex_slices::par_filled;
+use std::mem::MaybeUninit;
+
+use crate::model::flex_slices::par_written;
 use crate::simd::vectorized;
 
 /// Column sums of `f(row)` over `values` (rows of `channels`), block by block: each block of
@@ -139,29 +141,34 @@ impl Forward {
     /// `relu((x - mean) * scale + beta)`, row blocks in parallel.
     pub(super) fn output(&self, x: &[f32]) -> Vec<f32> {
         let channels = self.channels;
+        assert_eq!(
+            x.len() % channels.max(1),
+            0,
+            "batch norm: rows of unequal length"
+        );
         let block = BLOCK_ROWS * channels;
-        par_filled(
-            x.len(),
-            block,
-            || (),
-            |(), i, out| {
-                let x = &x[i * block..][..out.len()];
-                vectorized(
-                    #[inline(always)]
-                    || {
-                        let per_channel = self.mean.iter().zip(&self.scale).zip(&self.beta);
-                        for (out, x) in out.chunks_exact_mut(channels).zip(x.chunks_exact(channels))
+        let write = |(): &mut (), i: usize, out: &mut [MaybeUninit<f32>]| {
+            let x = &x[i * block..][..out.len()];
+            vectorized(
+                #[inline(always)]
+                || {
+                    let per_channel = self.mean.iter().zip(&self.scale).zip(&self.beta);
+                    for (out, x) in out.chunks_exact_mut(channels).zip(x.chunks_exact(channels)) {
+                        for ((o, &v), ((&m, &s), &b)) in
+                            out.iter_mut().zip(x).zip(per_channel.clone())
                         {
-                            for ((o, &v), ((&m, &s), &b)) in
-                                out.iter_mut().zip(x).zip(per_channel.clone())
-                            {
-                                *o = ((v - m) * s + b).max(0.0);
-                            }
+                            o.write(((v - m) * s + b).max(0.0));
                         }
-                    },
-                );
-            },
-        )
+                    }
+                },
+            );
+        };
+        // SAFETY: `write` writes every element of its chunk (rows of `channels` zipped with
+        // as many rows of `x`, which has the chunk's length).
+        #[allow(unsafe_code)]
+        unsafe {
+            par_written(x.len(), block, || (), write)
+        }
     }
 }
 
@@ -219,38 +226,46 @@ pub(super) fn backward(
     let mean_g: Vec<f32> = sums[0].iter().map(|&s| (s / count) as f32).collect();
     let mean_gx: Vec<f32> = sums[1].iter().map(|&s| (s / count) as f32).collect();
     let block = BLOCK_ROWS * channels;
-    let dx = par_filled(
-        x.len(),
-        block,
-        || (),
-        |(), i, dx| {
-            let span = i * block..i * block + dx.len();
-            let (x, out, grad) = (&x[span.clone()], &out[span.clone()], &grad[span]);
-            vectorized(
-                #[inline(always)]
-                || {
-                    let rows = dx
-                        .chunks_exact_mut(channels)
-                        .zip(x.chunks_exact(channels))
-                        .zip(out.chunks_exact(channels).zip(grad.chunks_exact(channels)));
-                    let per_channel = mean
-                        .iter()
-                        .zip(&inv_std)
-                        .zip(factor.iter().zip(mean_g.iter().zip(&mean_gx)));
-                    for ((dx, x), (out, grad)) in rows {
-                        let values = dx.iter_mut().zip(x).zip(out.iter().zip(grad));
-                        for (((d, &v), (&o, &g)), ((&m, &s), (&f, (&mg, &mgx)))) in
-                            values.zip(per_channel.clone())
-                        {
-                            let g = if o > 0.0 { g } else { 0.0 };
-                            let x_hat = (v - m) * s;
-                            *d = f * (g - mg - x_hat * mgx);
-                        }
-                    }
-                },
-            );
-        },
+    assert_eq!(
+        x.len() % channels.max(1),
+        0,
+        "batch norm: rows of unequal length"
     );
+    assert!(
+        out.len() == x.len() && grad.len() == x.len(),
+        "batch norm: unequal inputs"
+    );
+    let write = |(): &mut (), i: usize, dx: &mut [MaybeUninit<f32>]| {
+        let span = i * block..i * block + dx.len();
+        let (x, out, grad) = (&x[span.clone()], &out[span.clone()], &grad[span]);
+        vectorized(
+            #[inline(always)]
+            || {
+                let rows = dx
+                    .chunks_exact_mut(channels)
+                    .zip(x.chunks_exact(channels))
+                    .zip(out.chunks_exact(channels).zip(grad.chunks_exact(channels)));
+                let per_channel = mean
+                    .iter()
+                    .zip(&inv_std)
+                    .zip(factor.iter().zip(mean_g.iter().zip(&mean_gx)));
+                for ((dx, x), (out, grad)) in rows {
+                    let values = dx.iter_mut().zip(x).zip(out.iter().zip(grad));
+                    for (((d, &v), (&o, &g)), ((&m, &s), (&f, (&mg, &mgx)))) in
+                        values.zip(per_channel.clone())
+                    {
+                        let g = if o > 0.0 { g } else { 0.0 };
+                        let x_hat = (v - m) * s;
+                        d.write(f * (g - mg - x_hat * mgx));
+                    }
+                }
+            },
+        );
+    };
+    // SAFETY: `write` writes every element of its chunk (rows of `channels` zipped with as many
+    // rows of `x`, `out` and `grad`, which have the chunk's length).
+    #[allow(unsafe_code)]
+    let dx = unsafe { par_written(x.len(), block, || (), write) };
     (dx, dgamma, dbeta)
 }
 

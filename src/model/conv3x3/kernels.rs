@@ -6,7 +6,9 @@ use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use super::{Geometry, WEIGHT_CHUNK_MIN_ROWS, WEIGHT_CHUNKS};
-use crate::model::flex_slices::par_filled;
+use std::mem::MaybeUninit;
+
+use crate::model::flex_slices::{par_filled, par_written};
 use crate::model::im2col::tap;
 use crate::simd::vectorized;
 
@@ -168,9 +170,72 @@ fn copy(dst: &mut [f32], src: &[f32]) {
 /// calling thread. Strides in elements: `(column stride, row stride)` of each matrix.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn product(
-    (m, n, k): (usize, usize, usize),
+    dims: (usize, usize, usize),
     dst: &mut [f32],
     dst_strides: (usize, usize),
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+    accumulate: bool,
+) {
+    let destination = (dst.as_mut_ptr(), dst.len(), dst_strides);
+    // SAFETY: `dst` is a live, initialised slice of `dst.len()` floats, borrowed mutably.
+    #[allow(unsafe_code)]
+    unsafe {
+        product_at(
+            dims,
+            destination,
+            lhs,
+            lhs_strides,
+            rhs,
+            rhs_strides,
+            accumulate,
+        );
+    }
+}
+
+/// `dst = lhs * rhs` into `dst`, uninitialised, of exactly `m x n` floats in rows of `n`:
+/// every element written (gemm does not read the destination when not accumulating).
+pub(super) fn product_into(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [MaybeUninit<f32>],
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+) {
+    assert_eq!(dst.len(), m * n, "conv3x3: output tile of another size");
+    if k == 0 {
+        dst.fill(MaybeUninit::new(0.0));
+        return;
+    }
+    let destination = (dst.as_mut_ptr().cast::<f32>(), dst.len(), (1, n));
+    // SAFETY: `dst` is a live slice of `dst.len()` floats, borrowed mutably; `MaybeUninit<f32>`
+    // has `f32`'s layout; without `accumulate` gemm only writes it.
+    #[allow(unsafe_code)]
+    unsafe {
+        product_at(
+            (m, n, k),
+            destination,
+            lhs,
+            lhs_strides,
+            rhs,
+            rhs_strides,
+            false,
+        );
+    }
+}
+
+/// [`product`] into `(pointer, length, strides)`.
+///
+/// # Safety
+/// `pointer` must be valid for writes of `length` floats (and for reads of them with
+/// `accumulate`), and overlap neither operand.
+#[allow(unsafe_code)]
+unsafe fn product_at(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_len, dst_strides): (*mut f32, usize, (usize, usize)),
     lhs: &[f32],
     lhs_strides: (usize, usize),
     rhs: &[f32],
@@ -190,7 +255,7 @@ pub(super) fn product(
         return;
     }
     assert!(
-        reach(m, n, dst_strides) < dst.len(),
+        reach(m, n, dst_strides) < dst_len,
         "conv3x3: output tile too small"
     );
     if k > 0 {
@@ -203,16 +268,15 @@ pub(super) fn product(
             "conv3x3: right tile too small"
         );
     }
-    // SAFETY: every element the strides reach lies inside its slice (asserted above); `dst`
-    // is borrowed mutably, so it overlaps neither operand. gemm takes raw pointers and
-    // strides; no safe interface offers strided operands.
-    #[allow(unsafe_code)]
+    // SAFETY: every element the strides reach lies inside its slice (asserted above) or the
+    // destination (valid, and overlapping neither operand: this function's contract). gemm
+    // takes raw pointers and strides; no safe interface offers strided operands.
     unsafe {
         gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             signed(dst_strides.0),
             signed(dst_strides.1),
             accumulate,
@@ -240,27 +304,31 @@ pub(super) fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
     let (k, c_out) = (g.k(), g.out);
     let per_tile = g.images_per_tile();
     let tile_rows = per_tile * g.out_pixels();
-    par_filled(
-        g.batch * g.out_pixels() * c_out,
-        tile_rows * c_out,
-        || vec![0.0f32; tile_rows * k],
-        |columns, tile, out_tile| {
-            let first = tile * per_tile;
-            let images = first..(first + per_tile).min(g.batch);
-            let rows = images.len() * g.out_pixels();
-            gather(x, g, &runs, images, &mut columns[..rows * k]);
-            product(
-                (rows, c_out, k),
-                out_tile,
-                (1, c_out),
-                columns,
-                (1, k),
-                &matrix,
-                (1, c_out),
-                false,
-            );
-        },
-    )
+    let write = |columns: &mut Vec<f32>, tile: usize, out_tile: &mut [MaybeUninit<f32>]| {
+        let first = tile * per_tile;
+        let images = first..(first + per_tile).min(g.batch);
+        let rows = images.len() * g.out_pixels();
+        gather(x, g, &runs, images, &mut columns[..rows * k]);
+        product_into(
+            (rows, c_out, k),
+            out_tile,
+            columns,
+            (1, k),
+            &matrix,
+            (1, c_out),
+        );
+    };
+    // SAFETY: `product_into` writes every element of its tile (it asserts that the tile holds
+    // `rows x c_out` floats: whole images, as the chunks are).
+    #[allow(unsafe_code)]
+    unsafe {
+        par_written(
+            g.batch * g.out_pixels() * c_out,
+            tile_rows * c_out,
+            || vec![0.0f32; tile_rows * k],
+            write,
+        )
+    }
 }
 
 /// The gradient of the input, `[batch * H * W, C]`, given `grad`, the output's
