@@ -25,6 +25,25 @@ pub fn vectorized<R>(run: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(Run(run))
 }
 
+/// The variant [`vectorized`] runs on this CPU, in words (`bench train --profile` prints it
+/// beside gemm's choice: they dispatch separately, and a build without pulp's `x86-v3` feature
+/// once ran these loops on SSE2 while gemm used AVX2).
+#[must_use]
+pub fn variant() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match pulp::Arch::new() {
+            pulp::Arch::V4(_) => "AVX-512",
+            pulp::Arch::V3(_) => "AVX2 + FMA",
+            _ => "SSE2 (x86-64's baseline)",
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "pulp's choice for this CPU"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// pulp's levels are separate features (Cargo.toml): built with "x86-v4" alone, a CPU with
@@ -40,6 +59,7 @@ mod tests {
                 !matches!(arch, pulp::Arch::Scalar),
                 "{arch:?} on a CPU with AVX2 + FMA"
             );
+            assert_ne!(super::variant(), "SSE2 (x86-64's baseline)");
         }
     }
 }

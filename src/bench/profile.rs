@@ -176,10 +176,11 @@ pub fn run_profile(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Re
         per_step * 1e3
     );
     println!(
-        "CPU: {}; {threads} thread{}; vector kernels chosen at run time: {}{}",
+        "CPU: {}; {threads} thread{}; vector kernels chosen at run time: {} (gemm, flex), {} (msbreg's own loops){}",
         cpu.model,
         if threads == 1 { "" } else { "s" },
         cpu.kernels,
+        crate::simd::variant(),
         cpu.ghz
             .map(|g| format!("; clock {g:.2} GHz (as the kernel reports it)"))
             .unwrap_or_default()
@@ -231,7 +232,8 @@ pub fn run_profile(backend: &Backend, options: &TrainBenchOptions) -> anyhow::Re
             .unwrap_or_default()
     );
     Ok(json!({
-        "cpu": cpu.model, "vector_kernels": cpu.kernels, "clock_ghz": cpu.ghz,
+        "cpu": cpu.model, "vector_kernels": cpu.kernels,
+        "own_loops_vector_kernels": crate::simd::variant(), "clock_ghz": cpu.ghz,
         "threads": threads, "threads_busy": busy,
         "ms_per_step": per_step * 1e3,
         "phases": phase_rows, "kinds": kind_rows,
