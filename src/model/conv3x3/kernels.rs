@@ -167,7 +167,7 @@ fn copy(dst: &mut [f32], src: &[f32]) {
             let s: &[f32; N] = s.try_into().expect("chunks of N");
             *d = *s;
         }
-        if n % N != 0 {
+        if !n.is_multiple_of(N) {
             let d: &mut [f32; N] = (&mut dst[n - N..]).try_into().expect("the last N");
             let s: &[f32; N] = src[n - N..].try_into().expect("the last N");
             *d = *s;
