@@ -93,8 +93,8 @@ pub enum BackendError {
 /// loops run. Called from outside the pool, each parallel loop is a job handed to the pool
 /// while the calling thread sleeps until it is done: one hand-off and wake-up per operation,
 /// several hundred per training step. From inside, the calling worker takes the first part
-/// of each loop itself and the others steal the rest. The training step runs here: 1.03-1.06x
-/// images/s at two threads (AMD EPYC, AVX2; BENCHMARKS.md). Inside the pool already, `run`
+/// of each loop itself and the others steal the rest. The training step runs here: 1.03x
+/// images/s at one thread, 1.08x at two (AMD EPYC, AVX2; BENCHMARKS.md). Inside the pool already, `run`
 /// runs on the calling thread.
 pub fn on_cpu_threads<R: Send>(run: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| run())

@@ -1,11 +1,11 @@
 //! The kernels of [`super::BatchNormReluBackend`] on flex, on slices of rows: column sums by
 //! fixed blocks of rows, and the element-wise passes, over rayon's threads.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::BLOCK_ROWS;
-use std::mem::MaybeUninit;
-
 use crate::model::flex_slices::par_written;
 use crate::simd::vectorized;
 
@@ -38,6 +38,21 @@ where
             }
             total
         })
+}
+
+/// The element-wise passes write their outputs into uninitialised memory
+/// ([`par_written`]), one value per element of whole rows zipped with per-column numbers: a
+/// ragged last row, or per-column numbers fewer than `channels`, would leave values unwritten.
+fn assert_whole_rows(len: usize, channels: usize, per_column: &[usize]) {
+    assert_eq!(
+        len % channels.max(1),
+        0,
+        "batch norm: rows of unequal length"
+    );
+    assert!(
+        per_column.iter().all(|&n| n == channels),
+        "batch norm: {per_column:?} per-column values for {channels} columns"
+    );
 }
 
 /// The forward pass's per-column numbers.
@@ -141,10 +156,10 @@ impl Forward {
     /// `relu((x - mean) * scale + beta)`, row blocks in parallel.
     pub(super) fn output(&self, x: &[f32]) -> Vec<f32> {
         let channels = self.channels;
-        assert_eq!(
-            x.len() % channels.max(1),
-            0,
-            "batch norm: rows of unequal length"
+        assert_whole_rows(
+            x.len(),
+            channels,
+            &[self.mean.len(), self.scale.len(), self.beta.len()],
         );
         let block = BLOCK_ROWS * channels;
         let write = |(): &mut (), i: usize, out: &mut [MaybeUninit<f32>]| {
@@ -226,10 +241,10 @@ pub(super) fn backward(
     let mean_g: Vec<f32> = sums[0].iter().map(|&s| (s / count) as f32).collect();
     let mean_gx: Vec<f32> = sums[1].iter().map(|&s| (s / count) as f32).collect();
     let block = BLOCK_ROWS * channels;
-    assert_eq!(
-        x.len() % channels.max(1),
-        0,
-        "batch norm: rows of unequal length"
+    assert_whole_rows(
+        x.len(),
+        channels,
+        &[mean.len(), inv_std.len(), factor.len()],
     );
     assert!(
         out.len() == x.len() && grad.len() == x.len(),

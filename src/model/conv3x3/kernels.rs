@@ -2,12 +2,12 @@
 //! whole images, each tile's columns gathered into a buffer that stays in cache and multiplied
 //! there (gemm, one thread per tile), over rayon's threads.
 
+use std::mem::MaybeUninit;
+
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use super::{Geometry, WEIGHT_CHUNK_MIN_ROWS, WEIGHT_CHUNKS};
-use std::mem::MaybeUninit;
-
 use crate::model::flex_slices::{par_filled, par_written};
 use crate::model::im2col::tap;
 use crate::simd::vectorized;
